@@ -1,0 +1,94 @@
+# qmp2mqtt -- see README.md.
+#
+#   make            build the daemon, the control client and the simulator
+#   make test       install what is missing, build, run the whole suite
+#   make test SAN=1 the same under AddressSanitizer + UBSan
+#   make run        install what is missing, run the live demo
+#   make bench      the benchmark (prints figures, asserts nothing)
+#   make fuzz       build and briefly run the libFuzzer targets (clang)
+#   make install    install into $(DESTDIR)$(PREFIX)
+
+PREFIX	?= /usr/local
+CC	?= cc
+PYTHON	?= /usr/bin/python3
+SAN	?= 0
+
+PKGS	 = json-c libconfig libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN	 = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wformat=2 -Wvla -Wcast-qual -Wwrite-strings \
+	   -Wno-unused-parameter -Werror
+CFLAGS	?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
+LDLIBS	 = -lpaho-mqtt3as $(PKG_LIBS) -lpthread
+
+ifeq ($(SAN),1)
+B	 = build/san
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=all
+LDFLAGS	+= -fsanitize=address,undefined
+else
+B	 = build/std
+endif
+
+LIB_SRC	 = log.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
+	   mqtt.c bridge.c
+LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
+
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+BINS	 = $(B)/qmp2mqtt $(B)/qmpsim
+
+all: $(BINS)
+	@ln -sfn $(notdir $(B)) build/current
+
+$(B)/src/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
+
+$(B)/libqmp2mqtt.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/qmp2mqtt: $(B)/src/main.o $(B)/libqmp2mqtt.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/qmpsim: $(B)/tests/sim/qmpsim.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/libqmp2mqtt.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+units: $(UNIT_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+# The whole suite: unit tests, then end-to-end tests against real
+# mosquitto, real QEMU and the simulator.  Prints "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all units
+	@$(PYTHON) tests/run_tests.py --build $(B) $(UNIT_BIN) -- tests/e2e
+
+check: test
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) scripts/demo.py --build $(B) $(DEMO_ARGS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt
+	install -m 0755 $(B)/qmp2mqtt $(DESTDIR)$(PREFIX)/bin/qmp2mqtt
+	install -m 0644 config/qmp2mqtt.conf README.md $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt/
+
+clean:
+	rm -rf build
+
+.PHONY: all units deps test check run install clean
+-include $(shell find build -name '*.d' 2>/dev/null)

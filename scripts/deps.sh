@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian 12 packages that building, testing and the demo need,
+# and only those that are missing.  Needs root (or sudo) when something is
+# missing; does nothing otherwise.
+set -eu
+PKGS="gcc make pkg-config libpaho-mqtt-dev libjson-c-dev libconfig-dev
+libcmocka-dev libssl-dev mosquitto mosquitto-clients qemu-system-x86
+python3 python3-paho-mqtt procps"
+[ -n "${EXTRA_PKGS:-}" ] && PKGS="$PKGS $EXTRA_PKGS"
+missing=""
+for p in $PKGS; do
+	st=$(dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+	case "$st" in ii*) ;; *) missing="$missing $p" ;; esac
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "deps: done"

@@ -1,0 +1,592 @@
+/*
+ * bridge: see bridge.h.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "colo.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "mqtt.h"
+#include "qmp.h"
+#include "topic.h"
+
+#define ENUM_BUF	(COLO_ENUM_MAX + 1)
+
+struct vm {
+	struct bridge		*b;
+	const struct config_vm	*cv;
+	struct qmp		*q;
+	char			 t_event[TOPIC_MAX];
+	char			 t_state[TOPIC_MAX];
+	char			 t_avail[TOPIC_MAX];
+	uint64_t		 seq;
+	char			 qemu[32];
+	char			 mode[ENUM_BUF];	/* "" = unknown */
+	char			 last_mode[ENUM_BUF];
+	char			 reason[ENUM_BUF];
+	int			 colo_status;	/* -1 unknown, 0 unsupported, 1 ok */
+	int64_t			 updated_us;
+	json_object		*last_exit;
+	struct loop_timer	*poll;
+	int			 querying;	/* query-colo-status in flight */
+	int			 requery;	/* another one wanted after it */
+	int			 dirty;		/* publish even if unchanged */
+	uint64_t		 events_in;
+	uint64_t		 exits;
+	uint64_t		 malformed;
+};
+
+struct bridge {
+	struct loop		*loop;
+	const struct config	*cf;
+	struct mqtt		*mqtt;
+	struct vm		*vms;
+	size_t			 nvms;
+	int64_t			 started_us;
+	uint64_t		 started_ms;
+	char			 t_bstate[TOPIC_MAX];
+	char			 t_stats[TOPIC_MAX];
+	char			*offline_payload;
+	struct loop_timer	*stats_timer;
+	uint64_t		 events_out;
+	uint64_t		 malformed;
+};
+
+static void
+copy_enum(char *dst, const char *src)
+{
+	snprintf(dst, ENUM_BUF, "%s", src != NULL ? src : "");
+}
+
+static const char *
+nz(const char *s)
+{
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* Publishes a JSON object (not consumed) on topic. */
+static void
+publish_json(struct bridge *b, const char *topic, json_object *o, int qos,
+    int flags)
+{
+	size_t		 len;
+	const char	*s;
+
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	if (s == NULL) {
+		log_warnx("%s: cannot serialise payload", topic);
+		return;
+	}
+	mqtt_publish(b->mqtt, topic, s, len, qos, flags);
+}
+
+static void
+publish_state(struct vm *v)
+{
+	struct colo_vm_state	 st;
+	json_object		*o;
+
+	memset(&st, 0, sizeof(st));
+	st.host = v->cv->host;
+	st.vm = v->cv->name;
+	st.qemu = nz(v->qemu);
+	st.mode = nz(v->mode);
+	st.last_mode = nz(v->last_mode);
+	st.reason = nz(v->reason);
+	st.connected = qmp_ready(v->q);
+	st.colo_status = v->colo_status;
+	st.updated_us = v->updated_us;
+	st.last_exit = v->last_exit;
+	if ((o = colo_state_json(&st)) == NULL) {
+		log_warnx("%s: out of memory building state", v->cv->name);
+		return;
+	}
+	publish_json(v->b, v->t_state, o, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+	json_object_put(o);
+}
+
+static void
+publish_availability(struct vm *v)
+{
+	const char *s = qmp_ready(v->q) ? "online" : "offline";
+
+	mqtt_publish(v->b->mqtt, v->t_avail, s, strlen(s), 1,
+	    MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+}
+
+static void	query_status(struct vm *);
+
+/* Copies an enum into dst; returns 1 if that changed dst. */
+static int
+set_enum(char *dst, const char *src)
+{
+	char	old[ENUM_BUF];
+
+	memcpy(old, dst, ENUM_BUF);
+	copy_enum(dst, src);
+	return strcmp(old, dst) != 0;
+}
+
+static void
+status_reply(struct qmp *q, json_object *reply, void *arg)
+{
+	struct vm		*v = arg;
+	struct colo_status	 cs;
+	json_object		*ret;
+	const char		*cls, *desc;
+	int			 changed = 0;
+
+	v->querying = 0;
+	if (reply == NULL) {
+		/* Disconnected or timed out: keep what we had. */
+		if (v->dirty && qmp_ready(v->q)) {
+			v->dirty = 0;
+			publish_state(v);
+		}
+		return;
+	}
+	if ((cls = qmp_error_class(reply, &desc)) != NULL) {
+		if (strcmp(cls, "CommandNotFound") == 0) {
+			if (v->colo_status != 0)
+				log_info("%s: query-colo-status not supported "
+				    "by this QEMU; state from events only",
+				    v->cv->name);
+			changed |= v->colo_status != 0;
+			v->colo_status = 0;
+		} else
+			log_warnx("%s: query-colo-status: %s: %s", v->cv->name,
+			    cls, desc);
+	} else if (json_object_object_get_ex(reply, "return", &ret) &&
+	    colo_parse_status(ret, &cs) == 0) {
+		changed |= v->colo_status != 1;
+		v->colo_status = 1;
+		changed |= set_enum(v->mode, cs.mode);
+		changed |= set_enum(v->last_mode, cs.last_mode);
+		changed |= set_enum(v->reason, cs.reason);
+	} else {
+		log_warnx("%s: query-colo-status: unexpected reply", v->cv->name);
+		v->b->malformed++;
+	}
+	if (changed || v->dirty) {
+		if (changed)
+			log_info("%s/%s: COLO mode=%s last_mode=%s reason=%s",
+			    v->cv->host, v->cv->name, v->mode[0] ? v->mode : "?",
+			    v->last_mode[0] ? v->last_mode : "?",
+			    v->reason[0] ? v->reason : "?");
+		v->dirty = 0;
+		v->updated_us = loop_wall_us();
+		publish_state(v);
+	}
+	if (v->requery) {
+		v->requery = 0;
+		query_status(v);
+	}
+}
+
+/*
+ * Reads query-colo-status (one at a time per VM; a request made while one
+ * is in flight runs after it).  The state is published when the reply
+ * changes it or v->dirty is set.
+ */
+static void
+query_status(struct vm *v)
+{
+	if (v->querying) {
+		v->requery = 1;
+		return;
+	}
+	if (v->colo_status == 0) {
+		/* Not supported: nothing to read; publish what we know. */
+		if (v->dirty) {
+			v->dirty = 0;
+			v->updated_us = loop_wall_us();
+			publish_state(v);
+		}
+		return;
+	}
+	if (qmp_command(v->q, "query-colo-status", NULL, status_reply, v) == -1) {
+		v->dirty = 0;
+		publish_state(v);
+		return;
+	}
+	v->querying = 1;
+}
+
+/* Periodic re-read: COLO starting emits no event of its own. */
+static void
+poll_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct vm	*v = arg;
+
+	if (qmp_ready(v->q) && v->colo_status != 0)
+		query_status(v);
+	loop_timer_arm(t, (uint64_t)v->b->cf->status_interval_s * 1000);
+}
+
+static void
+on_ready(struct qmp *q, json_object *greeting, void *arg)
+{
+	struct vm	*v = arg;
+
+	if (colo_qemu_version(greeting, v->qemu, sizeof(v->qemu)) == -1)
+		v->qemu[0] = '\0';
+	log_info("%s/%s: QMP negotiated (QEMU %s)", v->cv->host, v->cv->name,
+	    v->qemu[0] ? v->qemu : "version unknown");
+	v->updated_us = loop_wall_us();
+	v->colo_status = -1;	/* the QEMU behind the socket may have changed */
+	v->querying = v->requery = 0;
+	v->dirty = 1;
+	publish_availability(v);
+	query_status(v);
+}
+
+static void
+on_down(struct qmp *q, void *arg)
+{
+	struct vm	*v = arg;
+
+	v->updated_us = loop_wall_us();
+	v->querying = v->requery = 0;
+	publish_availability(v);
+	publish_state(v);
+}
+
+static void
+on_colo_exit(struct vm *v, json_object *ev)
+{
+	struct bridge	*b = v->b;
+	struct colo_ctx	 ctx;
+	json_object	*out, *mode, *reason;
+	int		 malformed = 0;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.host = v->cv->host;
+	ctx.vm = v->cv->name;
+	ctx.bridge = b->cf->bridge_id;
+	ctx.qemu = nz(v->qemu);
+	ctx.seq = ++v->seq;
+	ctx.recv_us = loop_wall_us();
+	if ((out = colo_normalize_exit(ev, &ctx, &malformed)) == NULL) {
+		log_warnx("%s: out of memory normalising COLO_EXIT", v->cv->name);
+		v->seq--;
+		return;
+	}
+	v->exits++;
+	if (malformed) {
+		v->malformed++;
+		b->malformed++;
+		log_warnx("%s/%s: malformed COLO_EXIT published with what is "
+		    "known (seq %" PRIu64 ")", v->cv->host, v->cv->name, ctx.seq);
+	}
+	mode = json_object_object_get(out, "mode");
+	reason = json_object_object_get(out, "reason");
+	log_info("%s/%s: COLO_EXIT mode=%s reason=%s seq=%" PRIu64,
+	    v->cv->host, v->cv->name,
+	    mode ? json_object_get_string(mode) : "null",
+	    reason ? json_object_get_string(reason) : "null", ctx.seq);
+	publish_json(b, v->t_event, out, b->cf->qos, 0);
+	b->events_out++;
+	json_object_put(v->last_exit);
+	v->last_exit = out;
+	if (v->colo_status == 0) {
+		/* No query-colo-status: the event is all we know. */
+		v->mode[0] = '\0';
+		copy_enum(v->last_mode, mode ? json_object_get_string(mode) : "");
+		copy_enum(v->reason, reason ? json_object_get_string(reason) : "");
+	}
+	v->dirty = 1;
+	query_status(v);	/* the exit changed the COLO state */
+}
+
+static void
+on_event(struct qmp *q, json_object *ev, void *arg)
+{
+	struct vm	*v = arg;
+	json_object	*name;
+
+	v->events_in++;
+	if (!json_object_object_get_ex(ev, "event", &name))
+		return;
+	if (strcmp(json_object_get_string(name), "COLO_EXIT") == 0)
+		on_colo_exit(v, ev);
+	else if ((strcmp(json_object_get_string(name), "RESUME") == 0 ||
+	    strcmp(json_object_get_string(name), "MIGRATION") == 0) &&
+	    (v->mode[0] == '\0' || strcmp(v->mode, "none") == 0) &&
+	    v->colo_status != 0 && !v->querying)
+		query_status(v);	/* COLO may just have started */
+}
+
+static void
+publish_bridge_state(struct bridge *b)
+{
+	json_object	*o = json_object_new_object();
+
+	if (o == NULL)
+		return;
+	json_object_object_add(o, "schema", json_object_new_int(1));
+	json_object_object_add(o, "state", json_object_new_string("online"));
+	json_object_object_add(o, "host", json_object_new_string(b->cf->host));
+	json_object_object_add(o, "bridge",
+	    json_object_new_string(b->cf->bridge_id));
+	json_object_object_add(o, "version",
+	    json_object_new_string(QMP2MQTT_VERSION));
+	json_object_object_add(o, "started_us",
+	    json_object_new_int64(b->started_us));
+	json_object_object_add(o, "vms", json_object_new_int64((int64_t)b->nvms));
+	publish_json(b, b->t_bstate, o, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+	json_object_put(o);
+}
+
+static void
+on_mqtt_connected(struct mqtt *m, void *arg)
+{
+	struct bridge	*b = arg;
+
+	publish_bridge_state(b);
+	for (size_t i = 0; i < b->nvms; i++) {
+		publish_availability(&b->vms[i]);
+		publish_state(&b->vms[i]);
+	}
+	bridge_publish_stats(b);
+}
+
+static void
+on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
+{
+	log_debug("mqtt: message on %s ignored", msg->topic);
+}
+
+static void
+add_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+void
+bridge_publish_stats(struct bridge *b)
+{
+	const struct mqtt_stats	*ms = mqtt_stats(b->mqtt);
+	json_object		*o, *tot, *vms;
+	uint64_t		 ev = 0, inv = 0, ovs = 0, unx = 0, rec = 0;
+	uint64_t		 tmo = 0, ready = 0;
+
+	if ((o = json_object_new_object()) == NULL)
+		return;
+	tot = json_object_new_object();
+	vms = json_object_new_object();
+	for (size_t i = 0; i < b->nvms; i++) {
+		struct vm		*v = &b->vms[i];
+		const struct qmp_stats	*qs = qmp_stats(v->q);
+		json_object		*vo = json_object_new_object();
+
+		ev += v->events_in;
+		inv += qs->invalid;
+		ovs += qs->oversized;
+		unx += qs->unexpected;
+		rec += qs->reconnects;
+		tmo += qs->timeouts;
+		ready += qmp_ready(v->q) ? 1 : 0;
+		add_u64(vo, "events_in", v->events_in);
+		add_u64(vo, "colo_exits", v->exits);
+		add_u64(vo, "malformed", v->malformed);
+		add_u64(vo, "invalid", qs->invalid);
+		add_u64(vo, "oversized", qs->oversized);
+		add_u64(vo, "unexpected", qs->unexpected);
+		add_u64(vo, "reconnects", qs->reconnects);
+		add_u64(vo, "timeouts", qs->timeouts);
+		json_object_object_add(vo, "ready",
+		    json_object_new_boolean(qmp_ready(v->q)));
+		json_object_object_add(vms, v->cv->name, vo);
+	}
+	add_u64(tot, "events_in", ev);
+	add_u64(tot, "events_out", b->events_out);
+	add_u64(tot, "malformed", b->malformed);
+	add_u64(tot, "invalid", inv);
+	add_u64(tot, "oversized", ovs);
+	add_u64(tot, "unexpected", unx);
+	add_u64(tot, "reconnects", rec);
+	add_u64(tot, "timeouts", tmo);
+	add_u64(tot, "dropped", ms->dropped);
+	add_u64(tot, "buffered", ms->buffered);
+	add_u64(tot, "inflight", ms->inflight);
+	add_u64(tot, "published", ms->published);
+	add_u64(tot, "resent", ms->resent);
+	add_u64(tot, "mqtt_connects", ms->connects);
+	add_u64(tot, "vms_ready", ready);
+	json_object_object_add(o, "schema", json_object_new_int(1));
+	json_object_object_add(o, "host", json_object_new_string(b->cf->host));
+	json_object_object_add(o, "bridge",
+	    json_object_new_string(b->cf->bridge_id));
+	add_u64(o, "uptime_s", (loop_now_ms() - b->started_ms) / 1000);
+	json_object_object_add(o, "totals", tot);
+	json_object_object_add(o, "vms", vms);
+	log_debug("stats: events_in=%" PRIu64 " events_out=%" PRIu64
+	    " invalid=%" PRIu64 " oversized=%" PRIu64 " dropped=%" PRIu64
+	    " buffered=%zu", ev, b->events_out, inv, ovs, ms->dropped,
+	    ms->buffered);
+	publish_json(b, b->t_stats, o, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+	json_object_put(o);
+}
+
+static void
+stats_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct bridge *b = arg;
+
+	bridge_publish_stats(b);
+	loop_timer_arm(t, (uint64_t)b->cf->stats_interval_s * 1000);
+}
+
+static char *
+bridge_offline_payload(const struct config *cf)
+{
+	json_object	*o = json_object_new_object();
+	char		*s;
+
+	json_object_object_add(o, "schema", json_object_new_int(1));
+	json_object_object_add(o, "state", json_object_new_string("offline"));
+	json_object_object_add(o, "host", json_object_new_string(cf->host));
+	json_object_object_add(o, "bridge", json_object_new_string(cf->bridge_id));
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+struct bridge *
+bridge_new(struct loop *loop, const struct config *cf)
+{
+	struct bridge		*b;
+	struct mqtt_callbacks	 mcb = { on_mqtt_connected, NULL,
+	    on_mqtt_message };
+	struct qmp_callbacks	 qcb = { on_ready, on_event, on_down };
+	uint64_t		 seed = (uint64_t)loop_wall_us() ^
+	    ((uint64_t)getpid() << 32);
+
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	    (b->vms = calloc(cf->nvms, sizeof(*b->vms))) == NULL) {
+		log_warn("bridge_new");
+		free(b);
+		return NULL;
+	}
+	b->loop = loop;
+	b->cf = cf;
+	b->started_us = loop_wall_us();
+	b->started_ms = loop_now_ms();
+	if (topic_build(b->t_bstate, sizeof(b->t_bstate), cf->base_topic,
+	    cf->host, "bridge", "state") == -1 ||
+	    topic_build(b->t_stats, sizeof(b->t_stats), cf->base_topic,
+	    cf->host, "bridge", "stats") == -1 ||
+	    (b->offline_payload = bridge_offline_payload(cf)) == NULL) {
+		log_warnx("bridge topics do not fit");
+		bridge_free(b);
+		return NULL;
+	}
+	if ((b->mqtt = mqtt_new(loop, cf, b->t_bstate, b->offline_payload,
+	    &mcb, b)) == NULL) {
+		bridge_free(b);
+		return NULL;
+	}
+	for (size_t i = 0; i < cf->nvms; i++) {
+		const struct config_vm	*cv = &cf->vms[i];
+		struct vm		*v = &b->vms[i];
+		struct qmp_opts		 o;
+
+		v->b = b;
+		v->cv = cv;
+		v->colo_status = -1;
+		if (topic_build(v->t_event, sizeof(v->t_event), cf->base_topic,
+		    cv->host, cv->name, "event/colo_exit") == -1 ||
+		    topic_build(v->t_state, sizeof(v->t_state), cf->base_topic,
+		    cv->host, cv->name, "state") == -1 ||
+		    topic_build(v->t_avail, sizeof(v->t_avail), cf->base_topic,
+		    cv->host, cv->name, "availability") == -1) {
+			log_warnx("%s: topics too long", cv->name);
+			bridge_free(b);
+			return NULL;
+		}
+		memset(&o, 0, sizeof(o));
+		o.name = cv->name;
+		o.unix_socket = cv->addr == CONFIG_ADDR_UNIX;
+		o.path = cv->path;
+		o.host = cv->tcp_host;
+		o.port = cv->tcp_port;
+		o.max_msg = cf->max_msg_bytes;
+		o.backoff_min_ms = cf->backoff_min_ms;
+		o.backoff_max_ms = cf->backoff_max_ms;
+		o.greeting_timeout_ms = cf->greeting_timeout_ms;
+		o.command_timeout_ms = cf->command_timeout_ms;
+		o.seed = seed + i * 0x9e3779b97f4a7c15ULL;
+		if (cf->status_interval_s > 0 &&
+		    (v->poll = loop_timer_new(loop, poll_tick, v)) == NULL) {
+			bridge_free(b);
+			return NULL;
+		}
+		if ((v->q = qmp_new(loop, &o, &qcb, v)) == NULL) {
+			bridge_free(b);
+			return NULL;
+		}
+		b->nvms++;
+	}
+	if (cf->stats_interval_s > 0 &&
+	    (b->stats_timer = loop_timer_new(loop, stats_tick, b)) == NULL) {
+		bridge_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+int
+bridge_start(struct bridge *b)
+{
+	if (mqtt_start(b->mqtt) == -1)
+		return -1;
+	for (size_t i = 0; i < b->nvms; i++) {
+		qmp_start(b->vms[i].q);
+		if (b->vms[i].poll != NULL)	/* spread over the interval */
+			loop_timer_arm(b->vms[i].poll,
+			    (uint64_t)b->cf->status_interval_s * 1000 *
+			    (i + 1) / b->nvms);
+	}
+	if (b->stats_timer != NULL)
+		loop_timer_arm(b->stats_timer,
+		    (uint64_t)b->cf->stats_interval_s * 1000);
+	log_info("bridge %s started: host %s, %zu VM(s), broker %s",
+	    b->cf->bridge_id, b->cf->host, b->nvms, b->cf->uris[0]);
+	return 0;
+}
+
+void
+bridge_shutdown(struct bridge *b, unsigned timeout_ms)
+{
+	loop_timer_disarm(b->stats_timer);
+	if (mqtt_connected(b->mqtt)) {
+		bridge_publish_stats(b);
+		for (size_t i = 0; i < b->nvms; i++)
+			mqtt_publish(b->mqtt, b->vms[i].t_avail, "offline", 7, 1,
+			    MQTT_PUB_RETAIN);
+	}
+	mqtt_shutdown(b->mqtt, b->t_bstate, b->offline_payload, timeout_ms);
+}
+
+void
+bridge_free(struct bridge *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->nvms; i++) {
+		qmp_free(b->vms[i].q);
+		loop_timer_free(b->vms[i].poll);
+		json_object_put(b->vms[i].last_exit);
+	}
+	mqtt_free(b->mqtt);
+	loop_timer_free(b->stats_timer);
+	free(b->offline_payload);
+	free(b->vms);
+	free(b);
+}

@@ -1,0 +1,33 @@
+/*
+ * bridge: the daemon's core, wiring QMP connections to MQTT topics.
+ *
+ * One struct vm per configured endpoint owns a qmp connection and the VM's
+ * published state (mode, last exit, availability, sequence counter).  The
+ * bridge turns QMP readiness, COLO_EXIT events and query-colo-status
+ * replies into the topics documented in README.md, republishes every
+ * retained topic on each broker (re)connect, and publishes its own
+ * bridge/state (with a Last Will) and bridge/stats.
+ */
+#ifndef QMP2MQTT_BRIDGE_H
+#define QMP2MQTT_BRIDGE_H
+
+struct loop;
+struct config;
+struct bridge;
+
+#define QMP2MQTT_VERSION	"0.1.0"
+
+/* Creates the bridge and all its connections (none started).  NULL: logged. */
+struct bridge	*bridge_new(struct loop *, const struct config *);
+/* Starts connecting to the broker and every QMP endpoint.  0 or -1. */
+int		 bridge_start(struct bridge *);
+/* Publishes the stats topic now. */
+void		 bridge_publish_stats(struct bridge *);
+/*
+ * Clean stop: VMs offline, bridge/state offline, queued events flushed
+ * (waits at most timeout_ms), broker disconnected.
+ */
+void		 bridge_shutdown(struct bridge *, unsigned timeout_ms);
+void		 bridge_free(struct bridge *);	/* NULL is a no-op */
+
+#endif

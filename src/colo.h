@@ -1,0 +1,105 @@
+/*
+ * colo: pure normalisation of QEMU's COLO QMP messages.  No I/O, no clock,
+ * no globals: everything the output needs comes in through arguments, so
+ * every function here is table-testable.
+ *
+ * QEMU (qapi/migration.json) emits
+ *   {"event": "COLO_EXIT", "data": {"mode": M, "reason": R},
+ *    "timestamp": {"seconds": S, "microseconds": U}}
+ * with COLOMode M in none|primary|secondary ("unknown" before 3.1) and
+ * COLOExitReason R in none|request|error|processing (4.0).  The output is
+ * schema 1 of qmp2mqtt's event, documented in README.md:
+ *   {"schema":1, "event":"colo_exit", "host", "vm", "mode", "reason",
+ *    "time", "time_us", "time_source"?, "seq", "bridge", "qemu",
+ *    "malformed"?}
+ *
+ * Rules: legacy mode "unknown" becomes "none"; any other string of up to
+ * COLO_ENUM_MAX printable ASCII characters passes through verbatim (new
+ * QEMU values must not be lost); anything else (missing, not a string, too
+ * long, control bytes) becomes null and marks the event malformed.  A
+ * missing, ill-typed or -1 timestamp is replaced by the bridge's receive
+ * time and flagged "time_source": "bridge".
+ */
+#ifndef QMP2MQTT_COLO_H
+#define QMP2MQTT_COLO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#define COLO_SCHEMA	1
+#define COLO_ENUM_MAX	64	/* longest enum string passed through */
+
+struct colo_ctx {
+	const char	*host;
+	const char	*vm;
+	const char	*bridge;	/* bridge id */
+	const char	*qemu;		/* version string, NULL if unknown */
+	uint64_t	 seq;		/* this event's per-VM sequence number */
+	int64_t		 recv_us;	/* bridge wall-clock receive time, µs */
+};
+
+/*
+ * Normalises one COLO_EXIT event message (the whole QMP object).  Returns
+ * a new object (the caller owns the reference), or NULL only when memory
+ * runs out.  *malformed is set to 1 when data, mode or reason was missing
+ * or ill-typed, else 0.  The output then also carries "malformed": true.
+ */
+json_object	*colo_normalize_exit(json_object *event,
+		    const struct colo_ctx *, int *malformed);
+
+/*
+ * Normalises one enum value (mode or reason): returns the string to
+ * publish (a pointer into s or a static string), or NULL when s is not an
+ * acceptable enum string.  is_mode maps the legacy "unknown" to "none".
+ */
+const char	*colo_enum(json_object *s, int is_mode);
+
+/*
+ * Reads a QMP timestamp object into microseconds since the epoch.
+ * Returns 0, or -1 when it is missing, ill-typed, negative or -1/-1
+ * (QEMU's "no clock" value).
+ */
+int		 colo_timestamp_us(json_object *event, int64_t *us);
+
+/* Formats µs since the epoch as "YYYY-MM-DDThh:mm:ss.uuuuuuZ".  0 or -1. */
+int		 colo_format_time(int64_t us, char *buf, size_t len);
+
+/*
+ * Extracts "major.minor.micro" from a QMP greeting {"QMP": {"version":
+ * {"qemu": {...}, "package": ...}}}.  Returns 0, or -1 when absent.
+ */
+int		 colo_qemu_version(json_object *greeting, char *buf, size_t len);
+
+/* The result of query-colo-status (strings NULL when absent/invalid). */
+struct colo_status {
+	const char	*mode;
+	const char	*last_mode;	/* QEMU 4.0+ */
+	const char	*reason;
+};
+
+/*
+ * Reads a query-colo-status "return" object; pointers refer into ret (or
+ * static strings) and live as long as ret.  Returns 0, or -1 when ret is
+ * not an object or has no valid mode.
+ */
+int		 colo_parse_status(json_object *ret, struct colo_status *);
+
+/* Everything the retained <vm>/state payload shows. */
+struct colo_vm_state {
+	const char	*host;
+	const char	*vm;
+	const char	*qemu;		/* NULL: null */
+	const char	*mode;		/* NULL: null (unknown) */
+	const char	*last_mode;	/* NULL: null */
+	const char	*reason;	/* NULL: null */
+	int		 connected;	/* "qmp": "connected"/"disconnected" */
+	int		 colo_status;	/* 1: query-colo-status works, 0: not supported, -1: not yet known */
+	int64_t		 updated_us;
+	json_object	*last_exit;	/* borrowed; NULL: null */
+};
+
+/* Builds the state payload.  New reference, or NULL on memory exhaustion. */
+json_object	*colo_state_json(const struct colo_vm_state *);
+
+#endif

@@ -1,0 +1,685 @@
+/*
+ * config: see config.h.  The only file that includes libconfig.
+ *
+ * Every setting is read through one of the get_* helpers below, which check
+ * the type and range and report "FILE:LINE: key: problem" on the first
+ * error.  Unknown settings are errors too: a misspelt "takover" must not
+ * silently leave a safety feature at its default.
+ */
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "topic.h"
+
+#define KEY_MIN_BYTES	16
+#define KEY_MAX_BYTES	1024
+
+struct cctx {
+	const char	*file;
+	char		*err;
+	size_t		 errlen;
+	int		 failed;
+};
+
+static int
+cerr(struct cctx *c, const config_setting_t *s, const char *key,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Records the first error; always returns -1. */
+static int
+cerr(struct cctx *c, const config_setting_t *s, const char *key,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n, line = s != NULL ? (int)config_setting_source_line(s) : 0;
+
+	if (c->failed++)
+		return -1;
+	if (line > 0)
+		n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file, line, key);
+	else
+		n = snprintf(c->err, c->errlen, "%s: %s: ", c->file, key);
+	if (n < 0 || (size_t)n >= c->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char	*p = strdup(s);
+
+	if (p == NULL) {
+		perror("strdup");
+		exit(1);
+	}
+	return p;
+}
+
+/*
+ * Checks that every member of group is one of the names in allowed (a
+ * NULL-terminated list).  0, or -1 with an error.
+ */
+static int
+check_members(struct cctx *c, const config_setting_t *group,
+    const char *where, const char *const *allowed)
+{
+	int	 n = config_setting_length(group);
+
+	for (int i = 0; i < n; i++) {
+		config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
+		const char	 *name = config_setting_name(m);
+		int		  ok = 0;
+
+		for (const char *const *a = allowed; *a != NULL; a++)
+			if (name != NULL && strcmp(name, *a) == 0)
+				ok = 1;
+		if (!ok)
+			return cerr(c, m, where, "unknown setting \"%s\"",
+			    name ? name : "?");
+	}
+	return 0;
+}
+
+/* Reads an optional string; *out is left alone when absent.  0 or -1. */
+static int
+get_str(struct cctx *c, const config_setting_t *g, const char *where,
+    const char *name, char **out, int required)
+{
+	config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+	char		  key[128];
+
+	snprintf(key, sizeof(key), "%s%s%s", where, *where ? "." : "", name);
+	if (s == NULL) {
+		if (required)
+			return cerr(c, g, key, "required setting is missing");
+		return 0;
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cerr(c, s, key, "must be a string");
+	free(*out);
+	*out = xstrdup(config_setting_get_string(s));
+	return 0;
+}
+
+/* Reads an optional integer in [min, max].  0 or -1. */
+static int
+get_int(struct cctx *c, const config_setting_t *g, const char *where,
+    const char *name, long long *out, long long min, long long max)
+{
+	config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+	char		  key[128];
+	long long	  v;
+
+	snprintf(key, sizeof(key), "%s%s%s", where, *where ? "." : "", name);
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64)
+		return cerr(c, s, key, "must be an integer");
+	v = config_setting_get_int64(s);
+	if (v < min || v > max)
+		return cerr(c, s, key, "%lld is out of range [%lld, %lld]",
+		    v, min, max);
+	*out = v;
+	return 0;
+}
+
+static int
+get_uint(struct cctx *c, const config_setting_t *g, const char *where,
+    const char *name, unsigned *out, long long min, long long max)
+{
+	long long v = *out;
+
+	if (get_int(c, g, where, name, &v, min, max) == -1)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Reads an optional boolean.  0 or -1. */
+static int
+get_bool(struct cctx *c, const config_setting_t *g, const char *where,
+    const char *name, int *out)
+{
+	config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+	char		  key[128];
+
+	snprintf(key, sizeof(key), "%s%s%s", where, *where ? "." : "", name);
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cerr(c, s, key, "must be true or false");
+	*out = config_setting_get_bool(s);
+	return 0;
+}
+
+static const config_setting_t *
+get_group(struct cctx *c, const config_setting_t *root, const char *name)
+{
+	config_setting_t *s = config_setting_get_member(root, name);
+
+	if (s == NULL)
+		return NULL;
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		cerr(c, s, name, "must be a group { ... }");
+		return NULL;
+	}
+	return s;
+}
+
+/* Parses "unix:/path" or "tcp:HOST:PORT" into vm.  0 or -1. */
+static int
+parse_qmp(struct cctx *c, const config_setting_t *s, const char *key,
+    struct config_vm *vm)
+{
+	const char	*a = vm->qmp, *colon;
+	char		*end;
+	long		 port;
+
+	if (strncmp(a, "unix:", 5) == 0) {
+		struct sockaddr_un sun;
+		a += 5;
+		if (*a == '\0')
+			return cerr(c, s, key, "\"%s\": empty socket path",
+			    vm->qmp);
+		if (strlen(a) >= sizeof(sun.sun_path))
+			return cerr(c, s, key, "\"%s\": socket path longer "
+			    "than %zu bytes", vm->qmp, sizeof(sun.sun_path) - 1);
+		vm->addr = CONFIG_ADDR_UNIX;
+		vm->path = xstrdup(a);
+		return 0;
+	}
+	if (strncmp(a, "tcp:", 4) == 0) {
+		a += 4;
+		if ((colon = strrchr(a, ':')) == NULL || colon == a)
+			return cerr(c, s, key, "\"%s\": expected tcp:HOST:PORT",
+			    vm->qmp);
+		errno = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
+		    port < 1 || port > 65535)
+			return cerr(c, s, key, "\"%s\": bad port", vm->qmp);
+		vm->addr = CONFIG_ADDR_TCP;
+		if (a[0] == '[' && colon[-1] == ']')	/* [v6]:port */
+			vm->tcp_host = strndup(a + 1, (size_t)(colon - a - 2));
+		else
+			vm->tcp_host = strndup(a, (size_t)(colon - a));
+		if (vm->tcp_host == NULL || vm->tcp_host[0] == '\0')
+			return cerr(c, s, key, "\"%s\": empty host", vm->qmp);
+		vm->tcp_port = xstrdup(colon + 1);
+		return 0;
+	}
+	return cerr(c, s, key, "\"%s\": expected unix:/path or tcp:HOST:PORT",
+	    vm->qmp);
+}
+
+static int
+check_name(struct cctx *c, const config_setting_t *s, const char *key,
+    const char *name)
+{
+	const char *why = topic_level_check(name);
+
+	if (why != NULL)
+		return cerr(c, s, key, "\"%s\" cannot be used as an MQTT topic "
+		    "level: %s", name, why);
+	return 0;
+}
+
+static const char *const vm_keys[] = { "name", "qmp", "host", "takeover",
+    NULL };
+
+static int
+parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	config_setting_t *list = config_setting_get_member(root, "vms");
+	int		  n;
+
+	if (list == NULL)
+		return cerr(c, NULL, "vms", "required setting is missing");
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return cerr(c, list, "vms", "must be a list ( {...}, ... )");
+	n = config_setting_length(list);
+	if (n == 0)
+		return cerr(c, list, "vms", "no VM configured");
+	if ((cf->vms = calloc((size_t)n, sizeof(*cf->vms))) == NULL)
+		return cerr(c, list, "vms", "out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		struct config_vm *vm = &cf->vms[cf->nvms++];
+		char		  where[32];
+		config_setting_t *t;
+
+		snprintf(where, sizeof(where), "vms[%d]", i);
+		vm->takeover = -1;
+		vm->line = (int)config_setting_source_line(g);
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return cerr(c, g, where, "must be a group { ... }");
+		if (check_members(c, g, where, vm_keys) == -1 ||
+		    get_str(c, g, where, "name", &vm->name, 1) == -1 ||
+		    get_str(c, g, where, "qmp", &vm->qmp, 1) == -1 ||
+		    get_str(c, g, where, "host", &vm->host, 0) == -1)
+			return -1;
+		if (check_name(c, config_setting_get_member(g, "name"),
+		    "vms.name", vm->name) == -1)
+			return -1;
+		if (strcmp(vm->name, "bridge") == 0)
+			return cerr(c, config_setting_get_member(g, "name"),
+			    "vms.name", "\"bridge\" is reserved for the "
+			    "bridge's own topics");
+		if (vm->host == NULL)
+			vm->host = xstrdup(cf->host);
+		else if (check_name(c, config_setting_get_member(g, "host"),
+		    "vms.host", vm->host) == -1)
+			return -1;
+		if (parse_qmp(c, config_setting_get_member(g, "qmp"),
+		    "vms.qmp", vm) == -1)
+			return -1;
+		if ((t = config_setting_get_member(g, "takeover")) != NULL) {
+			if (config_setting_type(t) != CONFIG_TYPE_BOOL)
+				return cerr(c, t, "vms.takeover",
+				    "must be true or false");
+			vm->takeover = config_setting_get_bool(t);
+		}
+		for (size_t j = 0; j + 1 < cf->nvms; j++) {
+			if (strcmp(cf->vms[j].name, vm->name) == 0 &&
+			    strcmp(cf->vms[j].host, vm->host) == 0)
+				return cerr(c, g, "vms.name", "VM \"%s\" on host "
+				    "\"%s\" is already defined at line %d",
+				    vm->name, vm->host, cf->vms[j].line);
+			if (strcmp(cf->vms[j].qmp, vm->qmp) == 0)
+				return cerr(c, g, "vms.qmp", "\"%s\" is already "
+				    "used by VM \"%s\" (line %d)", vm->qmp,
+				    cf->vms[j].name, cf->vms[j].line);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Reads the takeover key file: refused when group or others may read it.
+ * The key is the file's bytes without trailing whitespace.  0 or -1.
+ */
+static int
+load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
+{
+	struct stat	 st;
+	unsigned char	 buf[KEY_MAX_BYTES + 2];
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(t->key_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+		return cerr(c, s, "takeover.key_file", "%s: %s", t->key_file,
+		    strerror(errno));
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return cerr(c, s, "takeover.key_file", "%s: not a regular file",
+		    t->key_file);
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		close(fd);
+		return cerr(c, s, "takeover.key_file", "%s: mode %04o lets "
+		    "group or others read it; chmod 600 it", t->key_file,
+		    (unsigned)(st.st_mode & 07777));
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0)
+		return cerr(c, s, "takeover.key_file", "%s: %s", t->key_file,
+		    strerror(errno));
+	while (n > 0 && isspace(buf[n - 1]))
+		n--;
+	if (n > KEY_MAX_BYTES)
+		return cerr(c, s, "takeover.key_file", "%s: key longer than "
+		    "%d bytes", t->key_file, KEY_MAX_BYTES);
+	if (n < KEY_MIN_BYTES)
+		return cerr(c, s, "takeover.key_file", "%s: key shorter than "
+		    "%d bytes", t->key_file, KEY_MIN_BYTES);
+	if ((t->key = malloc((size_t)n)) == NULL)
+		return cerr(c, s, "takeover.key_file", "out of memory");
+	memcpy(t->key, buf, (size_t)n);
+	t->key_len = (size_t)n;
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+static const char *const takeover_keys[] = { "enabled", "auth", "key_file",
+    "window_s", "min_interval_s", "timeout_s", NULL };
+
+static int
+parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	struct config_takeover	*t = &cf->takeover;
+	const config_setting_t	*g;
+	char			*auth = NULL;
+	int			 any = 0;
+
+	t->enabled = 0;
+	t->auth = CONFIG_AUTH_HMAC;
+	t->window_s = 30;
+	t->min_interval_s = 10;
+	t->timeout_s = 10;
+	if ((g = get_group(c, root, "takeover")) == NULL)
+		return c->failed ? -1 : 0;
+	if (check_members(c, g, "takeover", takeover_keys) == -1 ||
+	    get_bool(c, g, "takeover", "enabled", &t->enabled) == -1 ||
+	    get_str(c, g, "takeover", "auth", &auth, 0) == -1 ||
+	    get_str(c, g, "takeover", "key_file", &t->key_file, 0) == -1 ||
+	    get_uint(c, g, "takeover", "window_s", &t->window_s, 1, 3600) == -1 ||
+	    get_uint(c, g, "takeover", "min_interval_s", &t->min_interval_s,
+	    0, 86400) == -1 ||
+	    get_uint(c, g, "takeover", "timeout_s", &t->timeout_s, 1, 600) == -1) {
+		free(auth);
+		return -1;
+	}
+	if (auth != NULL) {
+		if (strcmp(auth, "hmac") == 0)
+			t->auth = CONFIG_AUTH_HMAC;
+		else if (strcmp(auth, "acl") == 0)
+			t->auth = CONFIG_AUTH_ACL;
+		else {
+			free(auth);
+			return cerr(c, config_setting_get_member(g, "auth"),
+			    "takeover.auth", "must be \"hmac\" or \"acl\"");
+		}
+		free(auth);
+	}
+	any = t->enabled;
+	for (size_t i = 0; i < cf->nvms; i++)
+		if (cf->vms[i].takeover == 1)
+			any = 1;
+	if (any && t->auth == CONFIG_AUTH_HMAC) {
+		if (t->key_file == NULL)
+			return cerr(c, g, "takeover.key_file", "required when "
+			    "takeover is enabled with auth \"hmac\"");
+		if (load_key(c, config_setting_get_member(g, "key_file"), t) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static const char *const bridge_keys[] = { "host", "id", "state_dir",
+    "max_message", "backoff_min_ms", "backoff_max_ms", "greeting_timeout_ms",
+    "command_timeout_ms", "stats_interval_s", "status_interval_s", NULL };
+
+static int
+parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	const config_setting_t	*g = get_group(c, root, "bridge");
+	long long		 maxmsg = 1024 * 1024;
+	char			 hn[256];
+
+	if (c->failed)
+		return -1;
+	cf->backoff_min_ms = 100;
+	cf->backoff_max_ms = 30000;
+	cf->greeting_timeout_ms = 5000;
+	cf->command_timeout_ms = 10000;
+	cf->stats_interval_s = 10;
+	cf->status_interval_s = 10;
+	if (g != NULL && (check_members(c, g, "bridge", bridge_keys) == -1 ||
+	    get_str(c, g, "bridge", "host", &cf->host, 0) == -1 ||
+	    get_str(c, g, "bridge", "id", &cf->bridge_id, 0) == -1 ||
+	    get_str(c, g, "bridge", "state_dir", &cf->state_dir, 0) == -1 ||
+	    get_int(c, g, "bridge", "max_message", &maxmsg, 1024,
+	    64LL * 1024 * 1024) == -1 ||
+	    get_uint(c, g, "bridge", "backoff_min_ms", &cf->backoff_min_ms,
+	    1, 3600000) == -1 ||
+	    get_uint(c, g, "bridge", "backoff_max_ms", &cf->backoff_max_ms,
+	    1, 3600000) == -1 ||
+	    get_uint(c, g, "bridge", "greeting_timeout_ms",
+	    &cf->greeting_timeout_ms, 10, 3600000) == -1 ||
+	    get_uint(c, g, "bridge", "command_timeout_ms",
+	    &cf->command_timeout_ms, 10, 3600000) == -1 ||
+	    get_uint(c, g, "bridge", "stats_interval_s", &cf->stats_interval_s,
+	    0, 86400) == -1 ||
+	    get_uint(c, g, "bridge", "status_interval_s",
+	    &cf->status_interval_s, 0, 86400) == -1))
+		return -1;
+	cf->max_msg_bytes = (size_t)maxmsg;
+	if (cf->backoff_max_ms < cf->backoff_min_ms)
+		return cerr(c, config_setting_get_member(g, "backoff_max_ms"),
+		    "bridge.backoff_max_ms", "smaller than backoff_min_ms");
+	if (cf->host == NULL) {
+		if (gethostname(hn, sizeof(hn)) == -1)
+			return cerr(c, g, "bridge.host", "gethostname: %s",
+			    strerror(errno));
+		hn[sizeof(hn) - 1] = '\0';
+		cf->host = xstrdup(hn);
+	}
+	if (check_name(c, g ? config_setting_get_member(g, "host") : NULL,
+	    "bridge.host", cf->host) == -1)
+		return -1;
+	if (cf->bridge_id != NULL && strlen(cf->bridge_id) > 256)
+		return cerr(c, config_setting_get_member(g, "id"), "bridge.id",
+		    "longer than 256 bytes");
+	return 0;
+}
+
+static const char *const mqtt_keys[] = { "uri", "client_id", "username",
+    "password", "keepalive", "qos", "version", "base_topic", "buffer_max",
+    "inflight_max", "tcp_nodelay", "tls", NULL };
+static const char *const tls_keys[] = { "cafile", "capath", "certfile",
+    "keyfile", "verify", NULL };
+
+static int
+parse_uri(struct cctx *c, const config_setting_t *s, const char *u)
+{
+	static const char *const schemes[] = { "tcp://", "ssl://", "mqtt://",
+	    "mqtts://", "ws://", "wss://", NULL };
+
+	for (const char *const *p = schemes; *p != NULL; p++)
+		if (strncmp(u, *p, strlen(*p)) == 0 && u[strlen(*p)] != '\0')
+			return 0;
+	return cerr(c, s, "mqtt.uri", "\"%s\": expected tcp://HOST:PORT "
+	    "(or ssl://, mqtt://, mqtts://, ws://, wss://)", u);
+}
+
+static int
+parse_mqtt(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	const config_setting_t	*g = get_group(c, root, "mqtt"), *tls;
+	config_setting_t	*u;
+	long long		 v;
+	const char		*why;
+
+	if (c->failed)
+		return -1;
+	cf->keepalive_s = 30;
+	cf->qos = 1;
+	cf->mqtt_version = 5;
+	cf->buffer_max = 100000;
+	cf->inflight_max = 256;
+	cf->tcp_nodelay = 1;
+	cf->tls_verify = 1;
+	if (g == NULL)
+		return cerr(c, NULL, "mqtt", "required setting is missing");
+	if (check_members(c, g, "mqtt", mqtt_keys) == -1 ||
+	    get_str(c, g, "mqtt", "client_id", &cf->client_id, 0) == -1 ||
+	    get_str(c, g, "mqtt", "username", &cf->username, 0) == -1 ||
+	    get_str(c, g, "mqtt", "password", &cf->password, 0) == -1 ||
+	    get_str(c, g, "mqtt", "base_topic", &cf->base_topic, 0) == -1 ||
+	    get_bool(c, g, "mqtt", "tcp_nodelay", &cf->tcp_nodelay) == -1)
+		return -1;
+	v = cf->keepalive_s;
+	if (get_int(c, g, "mqtt", "keepalive", &v, 1, 65535) == -1)
+		return -1;
+	cf->keepalive_s = (int)v;
+	v = cf->qos;
+	if (get_int(c, g, "mqtt", "qos", &v, 0, 2) == -1)
+		return -1;
+	cf->qos = (int)v;
+	v = cf->mqtt_version;
+	if (get_int(c, g, "mqtt", "version", &v, 3, 5) == -1)
+		return -1;
+	if (v == 4)
+		v = 3;	/* 3.1.1 is protocol level 4 */
+	cf->mqtt_version = (int)v;
+	v = (long long)cf->buffer_max;
+	if (get_int(c, g, "mqtt", "buffer_max", &v, 1, 10000000) == -1)
+		return -1;
+	cf->buffer_max = (size_t)v;
+	if (get_uint(c, g, "mqtt", "inflight_max", &cf->inflight_max, 1,
+	    65000) == -1)
+		return -1;
+
+	if ((u = config_setting_get_member(g, "uri")) == NULL)
+		return cerr(c, g, "mqtt.uri", "required setting is missing");
+	if (config_setting_type(u) == CONFIG_TYPE_STRING) {
+		if (parse_uri(c, u, config_setting_get_string(u)) == -1)
+			return -1;
+		cf->uris = calloc(1, sizeof(char *));
+		cf->uris[cf->nuris++] = xstrdup(config_setting_get_string(u));
+	} else if (config_setting_type(u) == CONFIG_TYPE_LIST ||
+	    config_setting_type(u) == CONFIG_TYPE_ARRAY) {
+		int n = config_setting_length(u);
+		if (n == 0)
+			return cerr(c, u, "mqtt.uri", "empty list");
+		cf->uris = calloc((size_t)n, sizeof(char *));
+		for (int i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(u,
+			    (unsigned)i);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return cerr(c, e, "mqtt.uri", "must be strings");
+			if (parse_uri(c, e, config_setting_get_string(e)) == -1)
+				return -1;
+			cf->uris[cf->nuris++] =
+			    xstrdup(config_setting_get_string(e));
+		}
+	} else
+		return cerr(c, u, "mqtt.uri", "must be a string or a list of "
+		    "strings");
+
+	if (cf->base_topic == NULL)
+		cf->base_topic = xstrdup("qmp2mqtt");
+	if ((why = topic_base_check(cf->base_topic)) != NULL)
+		return cerr(c, config_setting_get_member(g, "base_topic"),
+		    "mqtt.base_topic", "\"%s\": %s", cf->base_topic, why);
+	if (cf->client_id == NULL) {
+		size_t n = strlen(cf->host) + 10;
+		cf->client_id = malloc(n);
+		snprintf(cf->client_id, n, "qmp2mqtt-%s", cf->host);
+	}
+	if (cf->client_id[0] == '\0' || strlen(cf->client_id) > 256)
+		return cerr(c, config_setting_get_member(g, "client_id"),
+		    "mqtt.client_id", "must be 1 to 256 bytes");
+	if (cf->bridge_id == NULL)
+		cf->bridge_id = xstrdup(cf->client_id);
+	if (cf->password != NULL && cf->username == NULL)
+		return cerr(c, config_setting_get_member(g, "password"),
+		    "mqtt.password", "set without mqtt.username");
+
+	if ((tls = get_group(c, g, "tls")) != NULL) {
+		if (check_members(c, tls, "mqtt.tls", tls_keys) == -1 ||
+		    get_str(c, tls, "mqtt.tls", "cafile", &cf->cafile, 0) == -1 ||
+		    get_str(c, tls, "mqtt.tls", "capath", &cf->capath, 0) == -1 ||
+		    get_str(c, tls, "mqtt.tls", "certfile", &cf->certfile, 0) == -1 ||
+		    get_str(c, tls, "mqtt.tls", "keyfile", &cf->keyfile, 0) == -1 ||
+		    get_bool(c, tls, "mqtt.tls", "verify", &cf->tls_verify) == -1)
+			return -1;
+	} else if (c->failed)
+		return -1;
+	return 0;
+}
+
+static const char *const root_keys[] = { "bridge", "mqtt", "vms", "takeover",
+    NULL };
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	config_t	 lc;
+	struct config	*cf;
+	struct cctx	 c = { path, err, errlen, 0 };
+	config_setting_t *root;
+
+	err[0] = '\0';
+	if ((cf = calloc(1, sizeof(*cf))) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	cf->file = xstrdup(path);
+	config_init(&lc);
+	if (!config_read_file(&lc, path)) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errlen, "%s: cannot read: %s", path,
+			    strerror(errno));
+		else
+			snprintf(err, errlen, "%s:%d: syntax error: %s",
+			    config_error_file(&lc) ? config_error_file(&lc) :
+			    path, config_error_line(&lc),
+			    config_error_text(&lc));
+		config_destroy(&lc);
+		config_free(cf);
+		return NULL;
+	}
+	root = config_root_setting(&lc);
+	if (check_members(&c, root, "", root_keys) == -1 ||
+	    parse_bridge(&c, cf, root) == -1 ||
+	    parse_mqtt(&c, cf, root) == -1 ||
+	    parse_vms(&c, cf, root) == -1 ||
+	    parse_takeover(&c, cf, root) == -1) {
+		config_destroy(&lc);
+		config_free(cf);
+		return NULL;
+	}
+	config_destroy(&lc);
+	return cf;
+}
+
+void
+config_free(struct config *cf)
+{
+	if (cf == NULL)
+		return;
+	for (size_t i = 0; i < cf->nvms; i++) {
+		struct config_vm *vm = &cf->vms[i];
+		free(vm->name);
+		free(vm->host);
+		free(vm->qmp);
+		free(vm->path);
+		free(vm->tcp_host);
+		free(vm->tcp_port);
+	}
+	free(cf->vms);
+	for (size_t i = 0; i < cf->nuris; i++)
+		free(cf->uris[i]);
+	free(cf->uris);
+	if (cf->takeover.key != NULL)
+		explicit_bzero(cf->takeover.key, cf->takeover.key_len);
+	free(cf->takeover.key);
+	free(cf->takeover.key_file);
+	free(cf->file);
+	free(cf->host);
+	free(cf->bridge_id);
+	free(cf->state_dir);
+	free(cf->client_id);
+	free(cf->username);
+	free(cf->password);
+	free(cf->base_topic);
+	free(cf->cafile);
+	free(cf->capath);
+	free(cf->certfile);
+	free(cf->keyfile);
+	free(cf);
+}
+
+int
+config_vm_takeover(const struct config *cf, const struct config_vm *vm)
+{
+	return vm->takeover == -1 ? cf->takeover.enabled : vm->takeover;
+}

@@ -1,0 +1,94 @@
+/*
+ * config: the daemon's configuration, parsed and validated whole.
+ *
+ * config_load() reads a libconfig file (config.c is the only file that
+ * includes libconfig), checks every value and cross-reference, and returns
+ * a plain struct that the rest of the daemon treats as const.  Any error
+ * is reported as "FILE:LINE: key: what is wrong" and nothing is returned,
+ * so the daemon never starts half-configured.  Names (host, vm) are
+ * checked as MQTT topic levels here, once, so no later code can publish on
+ * a topic a hostile name would bend.
+ */
+#ifndef QMP2MQTT_CONFIG_H
+#define QMP2MQTT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum config_addr { CONFIG_ADDR_UNIX, CONFIG_ADDR_TCP };
+enum config_auth { CONFIG_AUTH_HMAC, CONFIG_AUTH_ACL };
+
+struct config_vm {
+	char		*name;
+	char		*host;		/* defaults to bridge.host */
+	char		*qmp;		/* as written: unix:/path or tcp:HOST:PORT */
+	enum config_addr addr;
+	char		*path;		/* unix */
+	char		*tcp_host;	/* tcp */
+	char		*tcp_port;	/* tcp */
+	int		 takeover;	/* -1: inherit, 0: off, 1: on */
+	int		 line;		/* line in the file, for messages */
+};
+
+struct config_takeover {
+	int		 enabled;	/* global default */
+	enum config_auth auth;
+	char		*key_file;	/* hmac */
+	unsigned char	*key;		/* loaded key bytes (hmac) */
+	size_t		 key_len;
+	unsigned	 window_s;	/* stale/replay window */
+	unsigned	 min_interval_s;
+	unsigned	 timeout_s;	/* how long to wait for mode none */
+};
+
+struct config {
+	char		*file;
+
+	/* bridge = { ... } */
+	char		*host;		/* default: gethostname() */
+	char		*bridge_id;	/* default: client_id */
+	char		*state_dir;	/* NULL: none */
+	size_t		 max_msg_bytes;	/* QMP input message limit */
+	unsigned	 backoff_min_ms;
+	unsigned	 backoff_max_ms;
+	unsigned	 greeting_timeout_ms;
+	unsigned	 command_timeout_ms;
+	unsigned	 stats_interval_s;	/* 0: off */
+	unsigned	 status_interval_s;	/* query-colo-status poll; 0: off */
+
+	/* mqtt = { ... } */
+	char		**uris;
+	size_t		 nuris;
+	char		*client_id;
+	char		*username;
+	char		*password;
+	int		 keepalive_s;
+	int		 qos;
+	int		 mqtt_version;	/* 3 (3.1.1) or 5 */
+	char		*base_topic;
+	size_t		 buffer_max;	/* queued messages while the broker is away */
+	unsigned	 inflight_max;	/* unacknowledged QoS>0 publishes */
+	int		 tcp_nodelay;
+	char		*cafile;
+	char		*capath;
+	char		*certfile;
+	char		*keyfile;
+	int		 tls_verify;
+
+	struct config_takeover takeover;
+
+	struct config_vm *vms;
+	size_t		 nvms;
+};
+
+/*
+ * Loads and validates path.  Returns a config, or NULL with a message of
+ * the form "FILE:LINE: key: problem" in err.
+ */
+struct config	*config_load(const char *path, char *err, size_t errlen);
+void		 config_free(struct config *);	/* NULL is a no-op */
+
+/* Whether takeover is enabled for vm (per-VM override, else global). */
+int		 config_vm_takeover(const struct config *, const struct config_vm *);
+
+#endif

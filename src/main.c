@@ -1,0 +1,176 @@
+/*
+ * main: command line, signals and wiring.
+ *
+ * Signals are blocked everywhere (Paho's threads inherit the mask) except
+ * inside the loop's epoll_pwait, so the handlers below, which only set
+ * flags, always interrupt the one thread that acts on those flags.
+ */
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+
+#define SHUTDOWN_FLUSH_MS	5000
+#define FDS_RESERVED		64	/* broker, epoll, eventfd, Paho, logs */
+
+static volatile sig_atomic_t	got_quit;
+static volatile sig_atomic_t	got_usr1;
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		got_usr1 = 1;
+	else
+		got_quit = sig;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: qmp2mqtt [-nvV] [-c file]\n"
+	    "  -c file     configuration file (default %s)\n"
+	    "  -n          check the configuration and exit\n"
+	    "  -v          more logging (twice: log QMP traffic)\n"
+	    "  -V, --version  print the version and exit\n"
+	    "  -h, --help  this help\n"
+	    "Signals: TERM/INT stop cleanly, USR1 publishes stats now.\n",
+	    "/etc/qmp2mqtt/qmp2mqtt.conf");
+}
+
+/* Raises the fd soft limit to the hard one; -1 if nvms cannot fit. */
+static int
+fd_limit(size_t nvms)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit");
+		return 0;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit");
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)nvms + FDS_RESERVED > rl.rlim_cur) {
+		log_warnx("%zu VMs need %zu file descriptors but the limit is "
+		    "%llu; raise it (ulimit -n, LimitNOFILE=) or split the VMs "
+		    "over several bridges", nvms, nvms + FDS_RESERVED,
+		    (unsigned long long)rl.rlim_cur);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char		*file = "/etc/qmp2mqtt/qmp2mqtt.conf";
+	struct config		*cf;
+	struct loop		*loop;
+	struct bridge		*b;
+	struct sigaction	 sa;
+	sigset_t		 block, waitmask;
+	char			 err[1024];
+	int			 ch, noaction = 0, verbose = 0;
+
+	while ((ch = getopt_long(argc, argv, "c:nvVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'n':
+			noaction = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'V':
+			printf("qmp2mqtt %s\n", QMP2MQTT_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	log_init(verbose, "qmp2mqtt");
+
+	if ((cf = config_load(file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "qmp2mqtt: %s\n", err);
+		return 1;
+	}
+	if (noaction) {
+		printf("configuration OK\n");
+		config_free(cf);
+		return 0;
+	}
+	if (fd_limit(cf->nvms) == -1) {
+		config_free(cf);
+		return 1;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &block, &waitmask) == -1)
+		fatal("sigprocmask");
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	sigdelset(&waitmask, SIGUSR1);
+
+	if ((loop = loop_new()) == NULL)
+		fatalx("cannot create the event loop");
+	loop_set_sigmask(loop, &waitmask);
+	if ((b = bridge_new(loop, cf)) == NULL || bridge_start(b) == -1)
+		fatalx("cannot start the bridge");
+
+	while (!got_quit) {
+		if (loop_run_once(loop, -1) == -1)
+			fatalx("event loop failed");
+		if (got_usr1) {
+			got_usr1 = 0;
+			bridge_publish_stats(b);
+		}
+	}
+	log_info("signal %d: shutting down", (int)got_quit);
+	bridge_shutdown(b, SHUTDOWN_FLUSH_MS);
+	bridge_free(b);
+	loop_free(loop);
+	config_free(cf);
+	log_info("stopped");
+	return 0;
+}

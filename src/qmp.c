@@ -1,0 +1,711 @@
+/*
+ * qmp: see qmp.h.
+ *
+ * One timer per connection serves every state: the backoff delay in
+ * BACKOFF, the connect-and-greet deadline in CONNECTING/GREETING/
+ * NEGOTIATING, and the oldest command's deadline in READY.  Commands are
+ * answered by QEMU in order, so the oldest pending command always has the
+ * earliest deadline and one timer suffices.
+ *
+ * A connection is never torn down from inside jstream's callback (the
+ * framer's state would be freed under it): errors found there set
+ * q->failing and the read path drops the connection once the feed returns.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "jstream.h"
+#include "log.h"
+#include "loop.h"
+#include "qmp.h"
+
+#define QMP_READ_CHUNK	65536
+#define QMP_READS_MAX	16		/* reads per wakeup, for fairness */
+#define QMP_WBUF_MAX	(256 * 1024)	/* queued output limit */
+#define QMP_MAX_DEPTH	64
+
+enum qstate {
+	Q_IDLE, Q_BACKOFF, Q_CONNECTING, Q_GREETING, Q_NEGOTIATING, Q_READY
+};
+
+static const char *const qstate_names[] = {
+	"idle", "backoff", "connecting", "greeting", "negotiating", "ready"
+};
+
+struct pending {
+	struct pending	*next;
+	uint64_t	 id;
+	uint64_t	 deadline;
+	qmp_reply_cb	 cb;
+	void		*arg;
+};
+
+struct qmp {
+	struct loop		*loop;
+	struct qmp_opts		 o;
+	struct qmp_callbacks	 cb;
+	void			*arg;
+
+	enum qstate		 st;
+	int			 fd;
+	uint32_t		 evmask;
+	int			 paused;
+	int			 failing;	/* drop after the current feed */
+	int			 attempts;
+	struct loop_timer	*timer;
+	struct backoff		 bo;
+	struct jstream		*js;
+
+	char			*wbuf;
+	size_t			 wlen, woff, wcap;
+
+	uint64_t		 next_id;
+	struct pending		*phead, *ptail;
+
+	struct qmp_stats	 stats;
+};
+
+static void	qmp_connect(struct qmp *);
+static void	qmp_drop(struct qmp *, const char *why);
+static void	qmp_io(struct loop *, int, uint32_t, void *);
+static void	qmp_timer(struct loop *, struct loop_timer *, void *);
+
+struct qmp *
+qmp_new(struct loop *loop, const struct qmp_opts *o,
+    const struct qmp_callbacks *cb, void *arg)
+{
+	struct qmp	*q;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		log_warn("qmp_new");
+		return NULL;
+	}
+	q->loop = loop;
+	q->o = *o;
+	q->cb = *cb;
+	q->arg = arg;
+	q->fd = -1;
+	q->next_id = 1;
+	backoff_init(&q->bo, o->backoff_min_ms, o->backoff_max_ms, o->seed);
+	if ((q->timer = loop_timer_new(loop, qmp_timer, q)) == NULL ||
+	    (q->js = jstream_new(o->max_msg, QMP_MAX_DEPTH)) == NULL) {
+		log_warnx("%s: out of memory", o->name);
+		qmp_free(q);
+		return NULL;
+	}
+	return q;
+}
+
+/* Fails every pending command: their callbacks get NULL. */
+static void
+fail_pending(struct qmp *q)
+{
+	struct pending	*p;
+
+	while ((p = q->phead) != NULL) {
+		q->phead = p->next;
+		if (q->phead == NULL)
+			q->ptail = NULL;
+		if (p->cb != NULL)
+			p->cb(q, NULL, p->arg);
+		free(p);
+	}
+}
+
+static void
+close_fd(struct qmp *q)
+{
+	if (q->fd != -1) {
+		loop_fd_del(q->loop, q->fd);
+		close(q->fd);
+		q->fd = -1;
+	}
+	q->wlen = q->woff = 0;
+	free(q->wbuf);
+	q->wbuf = NULL;
+	q->wcap = 0;
+	q->failing = 0;
+	jstream_reset(q->js);
+}
+
+void
+qmp_free(struct qmp *q)
+{
+	if (q == NULL)
+		return;
+	q->st = Q_IDLE;
+	close_fd(q);
+	fail_pending(q);
+	loop_timer_free(q->timer);
+	jstream_free(q->js);
+	free(q);
+}
+
+const char *
+qmp_name(const struct qmp *q)
+{
+	return q->o.name;
+}
+
+int
+qmp_ready(const struct qmp *q)
+{
+	return q->st == Q_READY;
+}
+
+const struct qmp_stats *
+qmp_stats(const struct qmp *q)
+{
+	return &q->stats;
+}
+
+size_t
+qmp_memory(const struct qmp *q)
+{
+	return sizeof(*q) + q->wcap + jstream_capacity(q->js);
+}
+
+void
+qmp_start(struct qmp *q)
+{
+	if (q->st == Q_IDLE)
+		qmp_connect(q);
+}
+
+/* Schedules the next attempt after a jittered delay. */
+static void
+schedule_reconnect(struct qmp *q)
+{
+	uint32_t	delay = backoff_next(&q->bo);
+
+	q->st = Q_BACKOFF;
+	log_debug("%s: reconnecting in %u ms", q->o.name, delay);
+	loop_timer_arm(q->timer, delay);
+}
+
+/*
+ * Drops the connection for the reason given and schedules a reconnect.
+ * Pending commands fail; a READY connection reports down().
+ */
+static void
+qmp_drop(struct qmp *q, const char *why)
+{
+	int	was_ready = q->st == Q_READY;
+
+	if (was_ready)
+		log_warnx("%s: QMP connection lost: %s", q->o.name, why);
+	else if (q->attempts <= 1 || log_getverbose() > 0)
+		log_warnx("%s: QMP connect failed (%s): %s", q->o.name,
+		    qstate_names[q->st], why);
+	close_fd(q);
+	q->st = Q_BACKOFF;
+	fail_pending(q);
+	schedule_reconnect(q);
+	if (was_ready && q->cb.down != NULL)
+		q->cb.down(q, q->arg);
+}
+
+static void
+set_events(struct qmp *q)
+{
+	uint32_t ev = 0;
+
+	if (q->fd == -1)
+		return;
+	if (q->st == Q_CONNECTING || q->wlen > q->woff)
+		ev |= EPOLLOUT;
+	if (q->st != Q_CONNECTING && !q->paused)
+		ev |= EPOLLIN;
+	if (ev != q->evmask) {
+		q->evmask = ev;
+		loop_fd_mod(q->loop, q->fd, ev);
+	}
+}
+
+void
+qmp_pause(struct qmp *q, int paused)
+{
+	q->paused = paused != 0;
+	set_events(q);
+}
+
+/* Opens a non-blocking socket and starts connecting. */
+static void
+qmp_connect(struct qmp *q)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	int			 fd, r, one = 1;
+
+	q->attempts++;
+	if (q->attempts > 1)
+		q->stats.reconnects++;
+	memset(&ss, 0, sizeof(ss));
+	if (q->o.unix_socket) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+		sun->sun_family = AF_UNIX;
+		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", q->o.path);
+		sslen = sizeof(*sun);
+	} else {
+		struct addrinfo hints, *res;
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		if ((r = getaddrinfo(q->o.host, q->o.port, &hints, &res)) != 0) {
+			q->st = Q_CONNECTING;
+			qmp_drop(q, gai_strerror(r));
+			return;
+		}
+		memcpy(&ss, res->ai_addr, res->ai_addrlen);
+		sslen = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		q->st = Q_CONNECTING;
+		qmp_drop(q, strerror(errno));
+		return;
+	}
+	if (!q->o.unix_socket) {
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	q->fd = fd;
+	q->evmask = EPOLLOUT;
+	if (loop_fd_add(q->loop, fd, EPOLLOUT, qmp_io, q) == -1) {
+		close(fd);
+		q->fd = -1;
+		q->st = Q_CONNECTING;
+		qmp_drop(q, "cannot watch socket");
+		return;
+	}
+	q->st = Q_CONNECTING;
+	loop_timer_arm(q->timer, q->o.greeting_timeout_ms);
+	r = connect(fd, (struct sockaddr *)&ss, sslen);
+	if (r == -1 && errno != EINPROGRESS) {
+		qmp_drop(q, strerror(errno));
+		return;
+	}
+	/* Completion (or failure) is reported through EPOLLOUT. */
+}
+
+/* Writes as much queued output as the socket takes.  0, or -1 (dropped). */
+static int
+flush_out(struct qmp *q)
+{
+	while (q->woff < q->wlen) {
+		ssize_t n = write(q->fd, q->wbuf + q->woff, q->wlen - q->woff);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			q->failing = 1;
+			return -1;
+		}
+		q->woff += (size_t)n;
+	}
+	if (q->woff == q->wlen)
+		q->woff = q->wlen = 0;
+	set_events(q);
+	return 0;
+}
+
+/* Queues one serialized message plus CRLF.  0, or -1 when over the bound. */
+static int
+queue_out(struct qmp *q, const char *s, size_t len)
+{
+	size_t	need = q->wlen - q->woff + len + 2;
+
+	if (need > QMP_WBUF_MAX)
+		return -1;
+	if (q->woff > 0) {
+		memmove(q->wbuf, q->wbuf + q->woff, q->wlen - q->woff);
+		q->wlen -= q->woff;
+		q->woff = 0;
+	}
+	if (need > q->wcap) {
+		size_t n = q->wcap ? q->wcap : 256;
+		while (n < need)
+			n *= 2;
+		char *nb = realloc(q->wbuf, n);
+		if (nb == NULL)
+			return -1;
+		q->wbuf = nb;
+		q->wcap = n;
+	}
+	memcpy(q->wbuf + q->wlen, s, len);
+	memcpy(q->wbuf + q->wlen + len, "\r\n", 2);
+	q->wlen += len + 2;
+	return 0;
+}
+
+/* Sends a command now; used for qmp_capabilities and by qmp_command. */
+static int
+send_command(struct qmp *q, const char *cmd, json_object *args,
+    qmp_reply_cb cb, void *arg)
+{
+	json_object	*o;
+	struct pending	*p;
+	const char	*s;
+	size_t		 len;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL ||
+	    (o = json_object_new_object()) == NULL) {
+		free(p);
+		json_object_put(args);
+		return -1;
+	}
+	p->id = q->next_id++;
+	p->cb = cb;
+	p->arg = arg;
+	p->deadline = loop_now_ms() + q->o.command_timeout_ms;
+	json_object_object_add(o, "execute", json_object_new_string(cmd));
+	if (args != NULL)
+		json_object_object_add(o, "arguments", args);
+	json_object_object_add(o, "id", json_object_new_int64((int64_t)p->id));
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	if (queue_out(q, s, len) == -1) {
+		log_warnx("%s: output queue full, command %s not sent",
+		    q->o.name, cmd);
+		json_object_put(o);
+		free(p);
+		return -1;
+	}
+	log_debug("%s: -> %s", q->o.name, s);
+	json_object_put(o);
+	if (q->ptail != NULL)
+		q->ptail->next = p;
+	else
+		q->phead = p;
+	q->ptail = p;
+	if (q->st == Q_READY && !loop_timer_armed(q->timer))
+		loop_timer_arm(q->timer, q->o.command_timeout_ms);
+	if (flush_out(q) == -1)
+		log_debug("%s: write failed", q->o.name);
+	return 0;
+}
+
+int
+qmp_command(struct qmp *q, const char *cmd, json_object *args,
+    qmp_reply_cb cb, void *arg)
+{
+	if (q->st != Q_READY || q->failing) {
+		json_object_put(args);
+		return -1;
+	}
+	return send_command(q, cmd, args, cb, arg);
+}
+
+const char *
+qmp_error_class(json_object *reply, const char **desc)
+{
+	json_object	*e, *c, *d;
+
+	*desc = "";
+	if (reply == NULL || !json_object_object_get_ex(reply, "error", &e) ||
+	    !json_object_is_type(e, json_type_object))
+		return NULL;
+	if (json_object_object_get_ex(e, "desc", &d) &&
+	    json_object_is_type(d, json_type_string))
+		*desc = json_object_get_string(d);
+	if (json_object_object_get_ex(e, "class", &c) &&
+	    json_object_is_type(c, json_type_string))
+		return json_object_get_string(c);
+	return "GenericError";
+}
+
+static void
+capabilities_reply(struct qmp *q, json_object *reply, void *arg)
+{
+	json_object	*greeting = arg;
+	const char	*desc, *cls;
+
+	if (reply == NULL) {
+		json_object_put(greeting);
+		return;		/* connection already dropped */
+	}
+	if ((cls = qmp_error_class(reply, &desc)) != NULL) {
+		log_warnx("%s: qmp_capabilities refused: %s: %s", q->o.name,
+		    cls, desc);
+		json_object_put(greeting);
+		q->failing = 1;
+		return;
+	}
+	q->st = Q_READY;
+	q->stats.connects++;
+	backoff_reset(&q->bo);
+	q->attempts = 0;
+	loop_timer_disarm(q->timer);
+	log_info("%s: QMP ready", q->o.name);
+	if (q->cb.ready != NULL)
+		q->cb.ready(q, greeting, q->arg);
+	json_object_put(greeting);
+}
+
+static void
+handle_reply(struct qmp *q, json_object *msg)
+{
+	json_object	*idv;
+	struct pending	*p, *prev = NULL;
+	uint64_t	 id;
+
+	if (!json_object_object_get_ex(msg, "id", &idv) ||
+	    !json_object_is_type(idv, json_type_int)) {
+		q->stats.unexpected++;
+		log_warnx("%s: reply without a valid id ignored", q->o.name);
+		return;
+	}
+	id = (uint64_t)json_object_get_int64(idv);
+	for (p = q->phead; p != NULL; prev = p, p = p->next)
+		if (p->id == id)
+			break;
+	if (p == NULL) {
+		q->stats.unexpected++;
+		log_warnx("%s: reply to unknown id %llu ignored", q->o.name,
+		    (unsigned long long)id);
+		return;
+	}
+	if (prev != NULL)
+		prev->next = p->next;
+	else
+		q->phead = p->next;
+	if (q->ptail == p)
+		q->ptail = prev;
+	if (q->st == Q_READY) {
+		if (q->phead != NULL) {
+			uint64_t now = loop_now_ms();
+			loop_timer_arm(q->timer, q->phead->deadline > now ?
+			    q->phead->deadline - now : 0);
+		} else
+			loop_timer_disarm(q->timer);
+	}
+	if (p->cb != NULL)
+		p->cb(q, msg, p->arg);
+	free(p);
+}
+
+static void
+handle_msg(struct qmp *q, json_object *msg)
+{
+	json_object	*v;
+
+	if (!json_object_is_type(msg, json_type_object)) {
+		q->stats.unexpected++;
+		log_warnx("%s: non-object message ignored", q->o.name);
+		return;
+	}
+	if (q->st == Q_GREETING) {
+		if (!json_object_object_get_ex(msg, "QMP", &v)) {
+			log_warnx("%s: expected a QMP greeting", q->o.name);
+			q->stats.unexpected++;
+			q->failing = 1;
+			return;
+		}
+		q->st = Q_NEGOTIATING;
+		if (send_command(q, "qmp_capabilities", NULL,
+		    capabilities_reply, json_object_get(msg)) == -1) {
+			json_object_put(msg);
+			q->failing = 1;
+		}
+		return;
+	}
+	if (json_object_object_get_ex(msg, "event", &v) &&
+	    json_object_is_type(v, json_type_string)) {
+		if (q->st != Q_READY)
+			return;
+		q->stats.events++;
+		if (q->cb.event != NULL)
+			q->cb.event(q, msg, q->arg);
+		return;
+	}
+	if (json_object_object_get_ex(msg, "return", &v) ||
+	    json_object_object_get_ex(msg, "error", &v)) {
+		handle_reply(q, msg);
+		return;
+	}
+	q->stats.unexpected++;
+	log_warnx("%s: message of unknown shape ignored", q->o.name);
+}
+
+/* A printable, bounded excerpt of bad input for a log line. */
+static void
+excerpt(char *dst, size_t dlen, const char *buf, size_t len)
+{
+	size_t	j = 0;
+
+	for (size_t i = 0; i < len && j + 5 < dlen; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+			dst[j++] = (char)ch;
+		else
+			j += (size_t)snprintf(dst + j, dlen - j, "\\x%02x", ch);
+	}
+	dst[j < dlen ? j : dlen - 1] = '\0';
+}
+
+static void
+on_frame(void *arg, enum jstream_kind kind, const char *buf, size_t len)
+{
+	struct qmp		*q = arg;
+	struct json_tokener	*tok;
+	json_object		*msg;
+	char			 ex[100];
+
+	if (q->failing)
+		return;
+	switch (kind) {
+	case JSTREAM_INVALID:
+		q->stats.invalid++;
+		excerpt(ex, sizeof(ex), buf, len > 40 ? 40 : len);
+		log_warnx("%s: invalid QMP input skipped: \"%s\"", q->o.name, ex);
+		return;
+	case JSTREAM_OVERSIZED:
+		q->stats.oversized++;
+		excerpt(ex, sizeof(ex), buf, len > 40 ? 40 : len);
+		log_warnx("%s: QMP message over %zu bytes skipped: \"%s...\"",
+		    q->o.name, q->o.max_msg, ex);
+		return;
+	case JSTREAM_MSG:
+		break;
+	}
+	if ((tok = json_tokener_new_ex(QMP_MAX_DEPTH)) == NULL) {
+		log_warnx("%s: out of memory", q->o.name);
+		return;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
+	msg = json_tokener_parse_ex(tok, buf, (int)len);
+	if (msg == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len) {
+		q->stats.invalid++;
+		excerpt(ex, sizeof(ex), buf, len > 40 ? 40 : len);
+		log_warnx("%s: invalid JSON skipped (%s): \"%s\"", q->o.name,
+		    json_tokener_error_desc(json_tokener_get_error(tok)), ex);
+		json_object_put(msg);
+		json_tokener_free(tok);
+		return;
+	}
+	json_tokener_free(tok);
+	if (log_getverbose() > 1)
+		log_debug("%s: <- %.*s", q->o.name, (int)(len > 300 ? 300 : len),
+		    buf);
+	handle_msg(q, msg);
+	json_object_put(msg);
+}
+
+static void
+do_read(struct qmp *q)
+{
+	char	buf[QMP_READ_CHUNK];
+
+	for (int i = 0; i < QMP_READS_MAX && q->fd != -1 && !q->paused; i++) {
+		ssize_t n = read(q->fd, buf, sizeof(buf));
+		if (n == 0) {
+			qmp_drop(q, "closed by QEMU");
+			return;
+		}
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			qmp_drop(q, strerror(errno));
+			return;
+		}
+		if (jstream_feed(q->js, buf, (size_t)n, on_frame, q) == -1)
+			log_warnx("%s: out of memory framing input", q->o.name);
+		if (q->failing) {
+			qmp_drop(q, "protocol error");
+			return;
+		}
+		if ((size_t)n < sizeof(buf))
+			return;
+	}
+}
+
+static void
+qmp_io(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct qmp	*q = arg;
+
+	if (q->st == Q_CONNECTING) {
+		int err = 0;
+		socklen_t elen = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == -1)
+			err = errno;
+		if (err != 0) {
+			qmp_drop(q, strerror(err));
+			return;
+		}
+		q->st = Q_GREETING;
+		set_events(q);
+		log_debug("%s: connected, waiting for greeting", q->o.name);
+		return;
+	}
+	if (events & EPOLLOUT) {
+		if (flush_out(q) == -1) {
+			qmp_drop(q, strerror(errno));
+			return;
+		}
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		if (q->paused && !(events & (EPOLLHUP | EPOLLERR)))
+			return;
+		if (q->paused) {
+			/* Let a hang-up through: read what is left. */
+			q->paused = 0;
+			do_read(q);
+			if (q->fd != -1)
+				qmp_pause(q, 1);
+			return;
+		}
+		do_read(q);
+	}
+}
+
+static void
+qmp_timer(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct qmp	*q = arg;
+	uint64_t	 now;
+
+	switch (q->st) {
+	case Q_BACKOFF:
+		qmp_connect(q);
+		break;
+	case Q_CONNECTING:
+	case Q_GREETING:
+	case Q_NEGOTIATING:
+		q->stats.timeouts++;
+		qmp_drop(q, q->st == Q_CONNECTING ? "connect timed out" :
+		    "no greeting (is another client connected?)");
+		break;
+	case Q_READY:
+		now = loop_now_ms();
+		while (q->phead != NULL && q->phead->deadline <= now) {
+			struct pending *p = q->phead;
+			q->phead = p->next;
+			if (q->phead == NULL)
+				q->ptail = NULL;
+			q->stats.timeouts++;
+			log_warnx("%s: command id %llu timed out", q->o.name,
+			    (unsigned long long)p->id);
+			if (p->cb != NULL)
+				p->cb(q, NULL, p->arg);
+			free(p);
+		}
+		if (q->phead != NULL)
+			loop_timer_arm(q->timer, q->phead->deadline - now);
+		break;
+	case Q_IDLE:
+		break;
+	}
+}

@@ -1,0 +1,96 @@
+/*
+ * qmp: one QMP client connection, kept alive forever.
+ *
+ * A connection runs the state machine
+ *   BACKOFF -> CONNECTING -> GREETING -> NEGOTIATING -> READY
+ * on the loop thread, with a non-blocking connect to unix:PATH or
+ * tcp:HOST:PORT, a timeout for the greeting (a QMP socket that serves
+ * another client accepts but never greets), "qmp_capabilities", and then
+ * commands and events.  Every command carries an id and its reply is
+ * matched by id, never by order: QEMU may emit the events a command causes
+ * before that command's reply.  Input is framed by jstream (bounded, by
+ * JSON structure).  Any EOF, error, timeout or protocol violation drops the
+ * connection, fails the pending commands (their callback gets NULL) and
+ * schedules a reconnect with jittered exponential backoff.
+ */
+#ifndef QMP2MQTT_QMP_H
+#define QMP2MQTT_QMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+struct loop;
+struct qmp;
+
+struct qmp_opts {
+	const char	*name;		/* for log lines */
+	int		 unix_socket;	/* 1: path, 0: host/port */
+	const char	*path;
+	const char	*host;
+	const char	*port;
+	size_t		 max_msg;	/* largest accepted message, bytes */
+	unsigned	 backoff_min_ms;
+	unsigned	 backoff_max_ms;
+	unsigned	 greeting_timeout_ms;
+	unsigned	 command_timeout_ms;
+	uint64_t	 seed;		/* backoff jitter seed */
+};
+
+struct qmp_callbacks {
+	/* Capabilities negotiated; greeting is the QMP greeting object. */
+	void	(*ready)(struct qmp *, json_object *greeting, void *arg);
+	/* An event object ({"event": ...}) arrived while READY. */
+	void	(*event)(struct qmp *, json_object *event, void *arg);
+	/* A READY connection was lost (not called for failed attempts). */
+	void	(*down)(struct qmp *, void *arg);
+};
+
+/*
+ * Reply callback: reply is the whole reply object ({"return": ...} or
+ * {"error": {...}}), or NULL when the connection dropped or the command
+ * timed out.  Borrowed: take a reference to keep it.
+ */
+typedef void (*qmp_reply_cb)(struct qmp *, json_object *reply, void *arg);
+
+struct qmp_stats {
+	uint64_t	connects;	/* successful handshakes */
+	uint64_t	reconnects;	/* attempts after the first */
+	uint64_t	events;
+	uint64_t	invalid;	/* invalid JSON / garbage skipped */
+	uint64_t	oversized;	/* messages over max_msg skipped */
+	uint64_t	unexpected;	/* valid JSON of no QMP shape, stray replies */
+	uint64_t	timeouts;	/* greeting or command timeouts */
+};
+
+/* Returns a stopped connection, or NULL (logged).  opts strings are borrowed. */
+struct qmp	*qmp_new(struct loop *, const struct qmp_opts *,
+		    const struct qmp_callbacks *, void *arg);
+/* Closes and frees; pending reply callbacks get NULL first.  NULL: no-op. */
+void		 qmp_free(struct qmp *);
+/* Starts connecting now. */
+void		 qmp_start(struct qmp *);
+
+/*
+ * Sends {"execute": cmd, "arguments": args, "id": N} (args may be NULL; the
+ * reference to args is taken).  cb (may be NULL) is called exactly once.
+ * Returns 0, or -1 when not READY (cb is not called then).
+ */
+int		 qmp_command(struct qmp *, const char *cmd, json_object *args,
+		    qmp_reply_cb cb, void *arg);
+
+int		 qmp_ready(const struct qmp *);
+const char	*qmp_name(const struct qmp *);
+const struct qmp_stats *qmp_stats(const struct qmp *);
+/* Stops/starts reading input (backpressure); events stay queued in the kernel. */
+void		 qmp_pause(struct qmp *, int paused);
+/* Bytes of memory held by the connection's buffers. */
+size_t		 qmp_memory(const struct qmp *);
+
+/*
+ * Classifies an error reply: returns its "class" string (or NULL when the
+ * reply is not an error) and sets *desc to its "desc" (or "").
+ */
+const char	*qmp_error_class(json_object *reply, const char **desc);
+
+#endif
