@@ -15,10 +15,11 @@
  *
  * Rules: legacy mode "unknown" becomes "none"; any other string of up to
  * COLO_ENUM_MAX printable ASCII characters passes through verbatim (new
- * QEMU values must not be lost); anything else (missing, not a string, too
- * long, control bytes) becomes null and marks the event malformed.  A
- * missing, ill-typed or -1 timestamp is replaced by the bridge's receive
- * time and flagged "time_source": "bridge".
+ * QEMU values must not be lost); anything else (missing, not a string,
+ * empty, too long, spaces, control or non-ASCII bytes) becomes null and
+ * marks the event malformed.  A missing, ill-typed or -1 timestamp is
+ * replaced by the bridge's receive time and flagged "time_source":
+ * "bridge" (that alone does not make the event malformed).
  */
 #ifndef QMP2MQTT_COLO_H
 #define QMP2MQTT_COLO_H
@@ -42,32 +43,45 @@ struct colo_ctx {
 /*
  * Normalises one COLO_EXIT event message (the whole QMP object).  Returns
  * a new object (the caller owns the reference), or NULL only when memory
- * runs out.  *malformed is set to 1 when data, mode or reason was missing
- * or ill-typed, else 0.  The output then also carries "malformed": true.
+ * runs out.  *malformed (if malformed is not NULL) is set to 1 when data,
+ * mode or reason was missing or not acceptable to colo_enum(), else 0.
+ * The output then also carries "malformed": true.  event may be NULL or
+ * not an object: the result is then malformed, with the bridge's time.
+ * An invalid timestamp alone (see colo_timestamp_us) is not malformed.
+ * "time" is null only if ctx->recv_us itself cannot be formatted.
  */
 json_object	*colo_normalize_exit(json_object *event,
 		    const struct colo_ctx *, int *malformed);
 
 /*
  * Normalises one enum value (mode or reason): returns the string to
- * publish (a pointer into s or a static string), or NULL when s is not an
- * acceptable enum string.  is_mode maps the legacy "unknown" to "none".
+ * publish (a pointer into s, valid as long as s, or a static string), or
+ * NULL when s is not an acceptable enum string: a JSON string of 1 to
+ * COLO_ENUM_MAX bytes, each printable ASCII other than space (0x21-0x7e).
+ * is_mode maps the legacy "unknown" to "none".
  */
 const char	*colo_enum(json_object *s, int is_mode);
 
 /*
  * Reads a QMP timestamp object into microseconds since the epoch.
- * Returns 0, or -1 when it is missing, ill-typed, negative or -1/-1
- * (QEMU's "no clock" value).
+ * Returns 0, or -1 when it is missing, ill-typed (seconds and
+ * microseconds must be JSON integers; 1.0 is not), negative, -1/-1
+ * (QEMU's "no clock" value), microseconds >= 1000000, or seconds past
+ * 9999-12-31T23:59:59Z (so every accepted time formats, and no overflow).
  */
 int		 colo_timestamp_us(json_object *event, int64_t *us);
 
-/* Formats µs since the epoch as "YYYY-MM-DDThh:mm:ss.uuuuuuZ".  0 or -1. */
+/*
+ * Formats µs since the epoch as "YYYY-MM-DDThh:mm:ss.uuuuuuZ" (UTC, 27
+ * characters: len must be at least 28).  Returns 0, or -1 when us is
+ * negative, past year 9999, or the result does not fit.
+ */
 int		 colo_format_time(int64_t us, char *buf, size_t len);
 
 /*
  * Extracts "major.minor.micro" from a QMP greeting {"QMP": {"version":
- * {"qemu": {...}, "package": ...}}}.  Returns 0, or -1 when absent.
+ * {"qemu": {...}, "package": ...}}}.  Returns 0, or -1 when a part is
+ * absent or not a non-negative JSON integer, or buf is too small.
  */
 int		 colo_qemu_version(json_object *greeting, char *buf, size_t len);
 
@@ -80,8 +94,9 @@ struct colo_status {
 
 /*
  * Reads a query-colo-status "return" object; pointers refer into ret (or
- * static strings) and live as long as ret.  Returns 0, or -1 when ret is
- * not an object or has no valid mode.
+ * static strings) and live as long as ret.  Each field goes through
+ * colo_enum() (mode and last-mode as modes).  Returns 0, or -1 when ret is
+ * not an object or has no valid mode; all three fields are set either way.
  */
 int		 colo_parse_status(json_object *ret, struct colo_status *);
 

@@ -6,6 +6,12 @@
  * change a topic's meaning are refused before anything is published: a
  * level may not be empty, contain '/', '+', '#', NUL or other control
  * characters, be invalid UTF-8, or exceed TOPIC_LEVEL_MAX bytes.
+ *
+ * Invalid UTF-8 includes overlong encodings, UTF-16 surrogates and code
+ * points past U+10FFFF.  Control characters are C0 (U+0000-U+001F), DEL
+ * and C1 (U+007F-U+009F); Unicode non-characters (U+FDD0-U+FDEF, U+xFFFE,
+ * U+xFFFF) are refused as well.  MQTT 5 (1.5.4) says senders should not
+ * use these, and mosquitto drops the connection of a client that does.
  */
 #ifndef QMP2MQTT_TOPIC_H
 #define QMP2MQTT_TOPIC_H
@@ -27,7 +33,8 @@ const char	*topic_base_check(const char *s);
 
 /*
  * Writes "<base>/<host>/<vm>/<suffix>" (suffix may hold '/') into buf.
- * Returns the length, or -1 when it does not fit in len bytes.
+ * Checks nothing: validate names first.  Returns the length, or -1 when
+ * it and its NUL do not fit in len bytes (buf is then "" if len > 0).
  */
 int		 topic_build(char *buf, size_t len, const char *base,
 		    const char *host, const char *vm, const char *suffix);
@@ -43,7 +50,9 @@ struct topic_parts {
 
 /*
  * Splits topic when it is "<base>/<host>/<vm>/<suffix>" with non-empty
- * host, vm and suffix.  Returns 0, or -1 when it does not match.
+ * host, vm and suffix; base matches whole levels only ("q" does not match
+ * "qX/h/v/s") and must not be empty.  Returns 0, or -1 when it does not
+ * match; the parts are written only on success.
  */
 int		 topic_parse(const char *topic, const char *base,
 		    struct topic_parts *);
