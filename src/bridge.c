@@ -10,13 +10,27 @@
 #include "bridge.h"
 #include "colo.h"
 #include "config.h"
+#include "failover.h"
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
 #include "qmp.h"
+#include "takeover.h"
 #include "topic.h"
 
 #define ENUM_BUF	(COLO_ENUM_MAX + 1)
+#define TK_CACHE_MAX	4096		/* request ids remembered */
+#define TK_NREASONS	(TK_TIMEOUT + 1)
+
+/* The takeover running on one VM. */
+struct running {
+	struct failover		*fo;
+	char			 id[TK_ID_MAX + 1];
+	char			 resp_topic[TOPIC_MAX];	/* "" if none */
+	void			*corr;
+	size_t			 corr_len;
+	int64_t			 accepted_us;
+};
 
 struct vm {
 	struct bridge		*b;
@@ -37,6 +51,9 @@ struct vm {
 	int			 querying;	/* query-colo-status in flight */
 	int			 requery;	/* another one wanted after it */
 	int			 dirty;		/* publish even if unchanged */
+	char			 t_result[TOPIC_MAX];
+	struct running		 run;		/* run.fo NULL when idle */
+	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
 	uint64_t		 events_in;
 	uint64_t		 exits;
 	uint64_t		 malformed;
@@ -56,6 +73,10 @@ struct bridge {
 	struct loop_timer	*stats_timer;
 	uint64_t		 events_out;
 	uint64_t		 malformed;
+	struct tk_cache		*tk_cache;
+	uint64_t		 tk_count[TK_NREASONS];	/* outcomes by reason */
+	uint64_t		 tk_accepted;
+	uint64_t		 tk_ignored;		/* unroutable requests */
 };
 
 static void
@@ -78,7 +99,8 @@ publish_json(struct bridge *b, const char *topic, json_object *o, int qos,
 	size_t		 len;
 	const char	*s;
 
-	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	if (s == NULL) {
 		log_warnx("%s: cannot serialise payload", topic);
 		return;
@@ -356,10 +378,315 @@ on_mqtt_connected(struct mqtt *m, void *arg)
 	bridge_publish_stats(b);
 }
 
+/* --- remote takeover ----------------------------------------------- */
+
+/*
+ * Publishes a takeover result on the VM's result topic and, for requests
+ * that passed authentication, on the MQTT 5 response topic too.  Returns
+ * the serialised result (owned by the caller) for the duplicate cache.
+ */
+static char *
+publish_result(struct vm *v, const char *id, enum tk_reason r,
+    const char *cls, const char *desc, const struct failover_result *fr,
+    const char *resp_topic, const void *corr, size_t corr_len)
+{
+	struct bridge	*b = v->b;
+	json_object	*o = json_object_new_object(), *e, *c;
+	const char	*status, *s;
+	char		*out = NULL;
+	size_t		 len;
+
+	if (o == NULL)
+		return NULL;
+	if (r == TK_OK)
+		status = "ok";
+	else if (r == TK_QEMU_ERROR || r == TK_TIMEOUT ||
+	    (r == TK_NOT_CONNECTED && fr != NULL && fr->sent))
+		status = "error";
+	else
+		status = "rejected";
+	json_object_object_add(o, "schema", json_object_new_int(1));
+	json_object_object_add(o, "id", id != NULL && *id ?
+	    json_object_new_string(id) : NULL);
+	json_object_object_add(o, "host", json_object_new_string(v->cv->host));
+	json_object_object_add(o, "vm", json_object_new_string(v->cv->name));
+	json_object_object_add(o, "status", json_object_new_string(status));
+	json_object_object_add(o, "reason",
+	    json_object_new_string(tk_reason_name(r)));
+	if (cls != NULL || r != TK_OK) {
+		e = json_object_new_object();
+		json_object_object_add(e, "class", json_object_new_string(
+		    cls != NULL ? cls : tk_reason_name(r)));
+		json_object_object_add(e, "desc",
+		    json_object_new_string(desc != NULL ? desc : ""));
+		json_object_object_add(o, "error", e);
+	} else
+		json_object_object_add(o, "error", NULL);
+	if (fr != NULL && fr->have_colo) {
+		c = json_object_new_object();
+		json_object_object_add(c, "mode",
+		    json_object_new_string(fr->mode));
+		json_object_object_add(c, "last_mode", fr->last_mode[0] ?
+		    json_object_new_string(fr->last_mode) : NULL);
+		json_object_object_add(c, "reason", fr->reason_str[0] ?
+		    json_object_new_string(fr->reason_str) : NULL);
+		json_object_object_add(o, "colo", c);
+	} else
+		json_object_object_add(o, "colo", NULL);
+	json_object_object_add(o, "sent", json_object_new_boolean(
+	    fr != NULL && fr->sent));
+	json_object_object_add(o, "time_us",
+	    json_object_new_int64(loop_wall_us()));
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	if (s != NULL) {
+		mqtt_publish(b->mqtt, v->t_result, s, len, 1, 0);
+		if (resp_topic != NULL && *resp_topic)
+			mqtt_publish_corr(b->mqtt, resp_topic, s, len, 1, 0,
+			    corr, corr_len);
+		out = strdup(s);
+	}
+	json_object_put(o);
+	b->tk_count[r]++;
+	return out;
+}
+
+/* Refuses a request: logs it, counts it and answers on the result topic. */
+static void
+refuse(struct vm *v, const char *id, enum tk_reason r, const char *desc,
+    const struct failover_result *fr, const struct mqtt_msg *authed)
+{
+	char *out;
+
+	log_warnx("takeover %s/%s id=%s: refused: %s%s%s", v->cv->host,
+	    v->cv->name, id != NULL && *id ? id : "-", tk_reason_name(r),
+	    desc ? ": " : "", desc ? desc : "");
+	out = publish_result(v, id, r, NULL, desc, fr,
+	    authed ? authed->response_topic : NULL,
+	    authed ? authed->correlation : NULL,
+	    authed ? authed->correlation_len : 0);
+	if (authed != NULL && id != NULL && *id && out != NULL)
+		tk_cache_set_result(v->b->tk_cache, v->cv->host, v->cv->name,
+		    id, out);
+	free(out);
+}
+
+static void
+failover_done(struct failover *fo, const struct failover_result *fr,
+    void *arg)
+{
+	struct vm	*v = arg;
+	struct running	*run = &v->run;
+	char		*out;
+
+	if (fr->reason == TK_OK)
+		log_info("takeover %s/%s id=%s: done: COLO mode now %s "
+		    "(last_mode %s)", v->cv->host, v->cv->name, run->id,
+		    fr->have_colo ? fr->mode : "unknown",
+		    fr->have_colo && fr->last_mode[0] ? fr->last_mode : "?");
+	else
+		log_warnx("takeover %s/%s id=%s: %s: %s%s%s", v->cv->host,
+		    v->cv->name, run->id, tk_reason_name(fr->reason),
+		    fr->err_class ? fr->err_class : "",
+		    fr->err_desc ? ": " : "", fr->err_desc ? fr->err_desc : "");
+	out = publish_result(v, run->id, fr->reason, fr->err_class,
+	    fr->err_desc, fr, run->resp_topic, run->corr, run->corr_len);
+	if (out != NULL)
+		tk_cache_set_result(v->b->tk_cache, v->cv->host, v->cv->name,
+		    run->id, out);
+	free(out);
+	free(run->corr);
+	memset(run, 0, sizeof(*run));
+	failover_free(fo);
+	/* The failover changed the COLO state: publish it. */
+	v->dirty = 1;
+	query_status(v);
+}
+
+/* A valid topic to publish on: no wildcards, not empty, bounded. */
+static int
+publishable(const char *t)
+{
+	size_t n = t != NULL ? strlen(t) : 0;
+
+	return n > 0 && n < TOPIC_MAX && strpbrk(t, "+#") == NULL &&
+	    t[0] != '$';
+}
+
+static struct vm *
+find_vm(struct bridge *b, const struct topic_parts *tp)
+{
+	for (size_t i = 0; i < b->nvms; i++) {
+		const struct config_vm *cv = b->vms[i].cv;
+		if (strlen(cv->host) == tp->host_len &&
+		    memcmp(cv->host, tp->host, tp->host_len) == 0 &&
+		    strlen(cv->name) == tp->vm_len &&
+		    memcmp(cv->name, tp->vm, tp->vm_len) == 0)
+			return &b->vms[i];
+	}
+	return NULL;
+}
+
+/*
+ * Handles one request on <base>/<host>/<vm>/cmd/takeover.  The order of
+ * the checks matters: nothing about a VM leaks before the route matched,
+ * and no id is remembered before its signature was verified.
+ */
+static void
+on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
+{
+	const struct config_takeover *tc = &b->cf->takeover;
+	struct tk_request	 req;
+	struct running		*run = &v->run;
+	const char		*why = NULL, *prev = NULL;
+	unsigned char		 digest[32];
+	int64_t			 now = loop_wall_us();
+	uint64_t		 nowms = loop_now_ms();
+	enum tk_reason		 r;
+	int			 hmac = tc->auth == CONFIG_AUTH_HMAC;
+
+	memset(&req, 0, sizeof(req));
+	/* Parse first so that refusals can name the id (not trusted). */
+	r = tk_parse(msg->payload, msg->len, hmac, &req, &why);
+	if (msg->retained) {
+		refuse(v, req.id, TK_RETAINED, "retained requests are never "
+		    "executed", NULL, NULL);
+		return;
+	}
+	if (!config_vm_takeover(b->cf, v->cv)) {
+		refuse(v, req.id, TK_DISABLED, "takeover is disabled for this "
+		    "VM", NULL, NULL);
+		return;
+	}
+	if (r != TK_OK) {
+		refuse(v, req.id, r, why, NULL, NULL);
+		return;
+	}
+	if (hmac && tk_verify(tc->key, tc->key_len, v->cv->host, v->cv->name,
+	    &req) != TK_OK) {
+		refuse(v, req.id, TK_BAD_SIGNATURE, "signature does not match",
+		    NULL, NULL);
+		return;
+	}
+	if (msg->response_topic != NULL && !publishable(msg->response_topic)) {
+		refuse(v, req.id, TK_BAD_REQUEST, "invalid response topic",
+		    NULL, NULL);
+		return;
+	}
+	/* Authenticated from here on: answers may go to the response topic. */
+	if (tk_check_time(req.issued_us, now, tc->window_s) != TK_OK) {
+		refuse(v, req.id, TK_STALE, "issued_us outside the accepted "
+		    "window", NULL, msg);
+		return;
+	}
+	tk_digest(msg->payload, msg->len, digest);
+	switch (tk_cache_check(b->tk_cache, v->cv->host, v->cv->name, req.id,
+	    digest, now, (int64_t)tc->window_s * 2 * 1000000, &prev)) {
+	case TK_SEEN_NEW:
+		break;
+	case TK_SEEN_DUPLICATE:
+		if (prev == NULL) {
+			log_info("takeover %s/%s id=%s: duplicate of a request "
+			    "still running; its result will answer both",
+			    v->cv->host, v->cv->name, req.id);
+			return;
+		}
+		log_info("takeover %s/%s id=%s: duplicate; answered with the "
+		    "first result, not executed again", v->cv->host,
+		    v->cv->name, req.id);
+		mqtt_publish(b->mqtt, v->t_result, prev, strlen(prev), 1, 0);
+		if (msg->response_topic != NULL)
+			mqtt_publish_corr(b->mqtt, msg->response_topic, prev,
+			    strlen(prev), 1, 0, msg->correlation,
+			    msg->correlation_len);
+		return;
+	case TK_SEEN_REPLAY:
+		refuse(v, req.id, TK_REPLAY, "id already used", NULL, NULL);
+		return;
+	case TK_SEEN_FULL:
+		refuse(v, req.id, TK_RATE_LIMITED, "too many recent requests",
+		    NULL, msg);
+		return;
+	}
+	if (!qmp_ready(v->q)) {
+		refuse(v, req.id, TK_NOT_CONNECTED, "the VM's QMP connection "
+		    "is down", NULL, msg);
+		return;
+	}
+	if (run->fo != NULL) {
+		refuse(v, req.id, TK_RATE_LIMITED, "another takeover of this "
+		    "VM is running", NULL, msg);
+		return;
+	}
+	if (v->tk_last_ms != 0 &&
+	    nowms - v->tk_last_ms < (uint64_t)tc->min_interval_s * 1000) {
+		refuse(v, req.id, TK_RATE_LIMITED, "minimum interval between "
+		    "takeovers not reached", NULL, msg);
+		return;
+	}
+	snprintf(run->id, sizeof(run->id), "%s", req.id);
+	run->accepted_us = now;
+	if (msg->response_topic != NULL)
+		snprintf(run->resp_topic, sizeof(run->resp_topic), "%s",
+		    msg->response_topic);
+	if (msg->correlation != NULL && msg->correlation_len > 0 &&
+	    (run->corr = malloc(msg->correlation_len)) != NULL) {
+		memcpy(run->corr, msg->correlation, msg->correlation_len);
+		run->corr_len = msg->correlation_len;
+	}
+	run->fo = failover_start(b->loop, v->q, req.expect_mode,
+	    tc->timeout_s, failover_done, v);
+	if (run->fo == NULL) {
+		free(run->corr);
+		memset(run, 0, sizeof(*run));
+		refuse(v, req.id, TK_NOT_CONNECTED, "cannot send to QMP", NULL,
+		    msg);
+		return;
+	}
+	v->tk_last_ms = nowms;
+	b->tk_accepted++;
+	log_info("takeover %s/%s id=%s: accepted (expect_mode %s)",
+	    v->cv->host, v->cv->name, req.id,
+	    req.expect_mode[0] ? req.expect_mode : "any");
+}
+
 static void
 on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 {
-	log_debug("mqtt: message on %s ignored", msg->topic);
+	struct bridge		*b = arg;
+	struct topic_parts	 tp;
+	struct vm		*v;
+
+	if (topic_parse(msg->topic, b->cf->base_topic, &tp) == -1 ||
+	    strcmp(tp.suffix, "cmd/takeover") != 0 ||
+	    (v = find_vm(b, &tp)) == NULL) {
+		b->tk_ignored++;
+		log_warnx("takeover: request on %.200s ignored: no such VM on "
+		    "this bridge", msg->topic);
+		return;
+	}
+	on_takeover(b, v, msg);
+}
+
+/* Subscribes to the command topic of every host this bridge serves. */
+static int
+subscribe_commands(struct bridge *b)
+{
+	char	t[TOPIC_MAX];
+
+	for (size_t i = 0; i < b->nvms; i++) {
+		size_t j;
+		for (j = 0; j < i; j++)
+			if (strcmp(b->vms[j].cv->host, b->vms[i].cv->host) == 0)
+				break;
+		if (j < i)
+			continue;	/* host already subscribed */
+		if (topic_build(t, sizeof(t), b->cf->base_topic,
+		    b->vms[i].cv->host, "+", "cmd/takeover") == -1 ||
+		    mqtt_subscribe(b->mqtt, t, 1, 1) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 static void
@@ -419,6 +746,22 @@ bridge_publish_stats(struct bridge *b)
 	add_u64(tot, "resent", ms->resent);
 	add_u64(tot, "mqtt_connects", ms->connects);
 	add_u64(tot, "vms_ready", ready);
+	{
+		json_object *cmd = json_object_new_object();
+		json_object *by = json_object_new_object();
+		uint64_t refused = 0;
+		for (int r = 1; r < TK_NREASONS; r++) {
+			add_u64(by, tk_reason_name((enum tk_reason)r),
+			    b->tk_count[r]);
+			refused += b->tk_count[r];
+		}
+		add_u64(cmd, "accepted", b->tk_accepted);
+		add_u64(cmd, "ok", b->tk_count[TK_OK]);
+		add_u64(cmd, "refused", refused);
+		add_u64(cmd, "ignored", b->tk_ignored);
+		json_object_object_add(cmd, "by_reason", by);
+		json_object_object_add(o, "commands", cmd);
+	}
 	json_object_object_add(o, "schema", json_object_new_int(1));
 	json_object_object_add(o, "host", json_object_new_string(b->cf->host));
 	json_object_object_add(o, "bridge",
@@ -453,7 +796,8 @@ bridge_offline_payload(const struct config *cf)
 	json_object_object_add(o, "state", json_object_new_string("offline"));
 	json_object_object_add(o, "host", json_object_new_string(cf->host));
 	json_object_object_add(o, "bridge", json_object_new_string(cf->bridge_id));
-	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return s;
 }
@@ -463,7 +807,7 @@ bridge_new(struct loop *loop, const struct config *cf)
 {
 	struct bridge		*b;
 	struct mqtt_callbacks	 mcb = { on_mqtt_connected, NULL,
-	    on_mqtt_message };
+	    on_mqtt_message, NULL };
 	struct qmp_callbacks	 qcb = { on_ready, on_event, on_down };
 	uint64_t		 seed = (uint64_t)loop_wall_us() ^
 	    ((uint64_t)getpid() << 32);
@@ -505,7 +849,9 @@ bridge_new(struct loop *loop, const struct config *cf)
 		    topic_build(v->t_state, sizeof(v->t_state), cf->base_topic,
 		    cv->host, cv->name, "state") == -1 ||
 		    topic_build(v->t_avail, sizeof(v->t_avail), cf->base_topic,
-		    cv->host, cv->name, "availability") == -1) {
+		    cv->host, cv->name, "availability") == -1 ||
+		    topic_build(v->t_result, sizeof(v->t_result), cf->base_topic,
+		    cv->host, cv->name, "result/takeover") == -1) {
 			log_warnx("%s: topics too long", cv->name);
 			bridge_free(b);
 			return NULL;
@@ -532,6 +878,12 @@ bridge_new(struct loop *loop, const struct config *cf)
 			return NULL;
 		}
 		b->nvms++;
+	}
+	if ((b->tk_cache = tk_cache_new(TK_CACHE_MAX)) == NULL ||
+	    subscribe_commands(b) == -1) {
+		log_warnx("bridge: out of memory");
+		bridge_free(b);
+		return NULL;
 	}
 	if (cf->stats_interval_s > 0 &&
 	    (b->stats_timer = loop_timer_new(loop, stats_tick, b)) == NULL) {
@@ -580,11 +932,14 @@ bridge_free(struct bridge *b)
 	if (b == NULL)
 		return;
 	for (size_t i = 0; i < b->nvms; i++) {
+		failover_free(b->vms[i].run.fo);
+		free(b->vms[i].run.corr);
 		qmp_free(b->vms[i].q);
 		loop_timer_free(b->vms[i].poll);
 		json_object_put(b->vms[i].last_exit);
 	}
 	mqtt_free(b->mqtt);
+	tk_cache_free(b->tk_cache);
 	loop_timer_free(b->stats_timer);
 	free(b->offline_payload);
 	free(b->vms);

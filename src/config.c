@@ -88,9 +88,12 @@ check_members(struct cctx *c, const config_setting_t *group,
 		for (const char *const *a = allowed; *a != NULL; a++)
 			if (name != NULL && strcmp(name, *a) == 0)
 				ok = 1;
-		if (!ok)
-			return cerr(c, m, where, "unknown setting \"%s\"",
-			    name ? name : "?");
+		if (!ok) {
+			char key[128];
+			snprintf(key, sizeof(key), "%s%s%s", where,
+			    *where ? "." : "", name ? name : "?");
+			return cerr(c, m, key, "unknown setting");
+		}
 	}
 	return 0;
 }
@@ -373,8 +376,18 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	t->window_s = 30;
 	t->min_interval_s = 10;
 	t->timeout_s = 10;
-	if ((g = get_group(c, root, "takeover")) == NULL)
-		return c->failed ? -1 : 0;
+	if ((g = get_group(c, root, "takeover")) == NULL) {
+		if (c->failed)
+			return -1;
+		for (size_t i = 0; i < cf->nvms; i++)
+			if (cf->vms[i].takeover == 1)
+				return cerr(c, NULL, "takeover.key_file",
+				    "VM \"%s\" (line %d) enables takeover: a "
+				    "takeover { key_file = ...; } (or auth = "
+				    "\"acl\") is required", cf->vms[i].name,
+				    cf->vms[i].line);
+		return 0;
+	}
 	if (check_members(c, g, "takeover", takeover_keys) == -1 ||
 	    get_bool(c, g, "takeover", "enabled", &t->enabled) == -1 ||
 	    get_str(c, g, "takeover", "auth", &auth, 0) == -1 ||

@@ -12,7 +12,7 @@
 
 #include <stdarg.h>
 
-/* 0: warnings and info; 1 (-v): debug; 2 (-vv): trace-level debug. */
+/* -1: warnings only; 0: and info; 1 (-v): debug; 2 (-vv): QMP traffic. */
 void	log_init(int verbose, const char *ident);
 void	log_setverbose(int verbose);
 int	log_getverbose(void);

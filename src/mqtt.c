@@ -34,7 +34,7 @@
 #include "mqtt.h"
 
 enum mev_type { MEV_CONNECTED, MEV_CONNECT_FAILED, MEV_LOST, MEV_ACK,
-    MEV_NACK, MEV_MESSAGE, MEV_DISCONNECTED };
+    MEV_NACK, MEV_MESSAGE, MEV_DISCONNECTED, MEV_SUBACK };
 
 struct mev {
 	struct mev	*next;
@@ -42,6 +42,7 @@ struct mev {
 	int		 token;
 	int		 code;
 	struct mqtt_msg	 msg;		/* MEV_MESSAGE; strings in data[] */
+	struct sub	*sub;		/* MEV_SUBACK */
 	char		*text;		/* cause, for logs */
 	char		 data[];
 };
@@ -61,6 +62,7 @@ struct entry {
 
 struct sub {
 	struct sub	*next;
+	struct mqtt	*m;
 	char		*filter;
 	int		 qos;
 	int		 no_retained;
@@ -245,6 +247,43 @@ cb_pub_fail5(void *ctx, MQTTAsync_failureData5 *r)
 		code = (int)r->reasonCode;
 	post_simple(ctx, MEV_NACK, r ? r->token : 0, code,
 	    r && r->message ? r->message : NULL);
+}
+
+static void
+post_suback(struct sub *sub, int ok)
+{
+	struct mev *e = calloc(1, sizeof(*e));
+
+	if (e == NULL)
+		return;
+	e->type = MEV_SUBACK;
+	e->sub = sub;
+	e->code = ok;
+	post(sub->m, e);
+}
+
+static void
+cb_sub_ok(void *ctx, MQTTAsync_successData *r)
+{
+	post_suback(ctx, r == NULL || r->alt.qos < 0x80);
+}
+
+static void
+cb_sub_ok5(void *ctx, MQTTAsync_successData5 *r)
+{
+	post_suback(ctx, r == NULL || r->reasonCode < 0x80);
+}
+
+static void
+cb_sub_fail(void *ctx, MQTTAsync_failureData *r)
+{
+	post_suback(ctx, 0);
+}
+
+static void
+cb_sub_fail5(void *ctx, MQTTAsync_failureData5 *r)
+{
+	post_suback(ctx, 0);
 }
 
 static void
@@ -597,6 +636,28 @@ start_connect(struct mqtt *m)
 }
 
 static void
+do_subscribe(struct mqtt *m, struct sub *s)
+{
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	int rc;
+
+	ro.context = s;
+	if (m->cf->mqtt_version == 5) {
+		if (s->no_retained)
+			ro.subscribeOptions.retainHandling = 2;
+		ro.onSuccess5 = cb_sub_ok5;
+		ro.onFailure5 = cb_sub_fail5;
+	} else {
+		ro.onSuccess = cb_sub_ok;
+		ro.onFailure = cb_sub_fail;
+	}
+	rc = MQTTAsync_subscribe(m->cli, s->filter, s->qos, &ro);
+	if (rc != MQTTASYNC_SUCCESS)
+		log_warnx("mqtt: subscribe %s: %s", s->filter,
+		    MQTTAsync_strerror(rc));
+}
+
+static void
 on_connected(struct mqtt *m)
 {
 	struct sub	*s;
@@ -608,16 +669,8 @@ on_connected(struct mqtt *m)
 	log_info("mqtt: connected to %s", m->cf->uris[0]);
 	if (m->cf->tcp_nodelay)
 		set_nodelay_all();
-	for (s = m->subs; s != NULL; s = s->next) {
-		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-		int rc;
-		if (m->cf->mqtt_version == 5 && s->no_retained)
-			ro.subscribeOptions.retainHandling = 2;
-		rc = MQTTAsync_subscribe(m->cli, s->filter, s->qos, &ro);
-		if (rc != MQTTASYNC_SUCCESS)
-			log_warnx("mqtt: subscribe %s: %s", s->filter,
-			    MQTTAsync_strerror(rc));
-	}
+	for (s = m->subs; s != NULL; s = s->next)
+		do_subscribe(m, s);
 	if (m->cb.connected != NULL)
 		m->cb.connected(m, m->arg);
 	pump(m);
@@ -681,6 +734,17 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 			break;
 		case MEV_DISCONNECTED:
 			m->disconnected = 1;
+			break;
+		case MEV_SUBACK:
+			if (!e->code)
+				log_warnx("mqtt: subscription to %s refused",
+				    e->sub->filter);
+			else
+				log_debug("mqtt: subscribed to %s",
+				    e->sub->filter);
+			if (m->cb.subscribed != NULL && !m->stopping)
+				m->cb.subscribed(m, e->sub->filter, e->code,
+				    m->arg);
 			break;
 		}
 		free(e->text);
@@ -796,16 +860,13 @@ mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int no_retained)
 		log_warnx("mqtt: out of memory");
 		return -1;
 	}
+	s->m = m;
 	s->qos = qos;
 	s->no_retained = no_retained;
 	s->next = m->subs;
 	m->subs = s;
-	if (m->connected) {
-		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-		if (m->cf->mqtt_version == 5 && no_retained)
-			ro.subscribeOptions.retainHandling = 2;
-		(void)MQTTAsync_subscribe(m->cli, filter, qos, &ro);
-	}
+	if (m->connected)
+		do_subscribe(m, s);
 	return 0;
 }
 

@@ -55,6 +55,9 @@ struct mqtt_callbacks {
 	void	(*lost)(struct mqtt *, void *arg);
 	/* A message arrived on a subscription. */
 	void	(*message)(struct mqtt *, const struct mqtt_msg *, void *arg);
+	/* The broker answered a SUBSCRIBE for filter (ok: granted). */
+	void	(*subscribed)(struct mqtt *, const char *filter, int ok,
+		    void *arg);
 };
 
 struct mqtt_stats {
