@@ -1,0 +1,331 @@
+/*
+ * qmp2mqtt-ctl: the operator's client for a qmp2mqtt fleet.
+ *
+ *   qmp2mqtt-ctl [-c FILE] [-v] takeover HOST VM [--expect MODE]
+ *                [--wait SECONDS] [--id ID]
+ *   qmp2mqtt-ctl [-c FILE] [-v] status HOST VM [--wait SECONDS]
+ *
+ * It reads the broker settings and the takeover key from the daemon's
+ * configuration file, so nobody computes an HMAC by hand.  takeover signs
+ * and publishes a request, waits for the bridge's result and prints it;
+ * status prints the VM's retained state.  It reuses the daemon's own
+ * event loop and MQTT module: subscriptions are acknowledged before the
+ * request goes out, so the result cannot be missed.
+ *
+ * Exit status: 0 takeover ok / state printed; 1 refused, failed or no
+ * answer in time; 2 usage or configuration error.
+ */
+#include <sys/random.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "mqtt.h"
+#include "takeover.h"
+#include "topic.h"
+
+struct ctl {
+	struct config	*cf;
+	struct loop	*loop;
+	struct mqtt	*mqtt;
+	int		 takeover;	/* 1: takeover, 0: status */
+	const char	*host;
+	const char	*vm;
+	const char	*expect;
+	char		 id[TK_ID_MAX + 1];
+	char		 t_cmd[TOPIC_MAX];
+	char		 t_listen[TOPIC_MAX];
+	int		 sent;
+	int		 done;
+	int		 status;	/* exit status once done */
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: qmp2mqtt-ctl [-c file] [-v] takeover HOST VM "
+	    "[--expect primary|secondary]\n"
+	    "                    [--wait SECONDS] [--id ID]\n"
+	    "       qmp2mqtt-ctl [-c file] [-v] status HOST VM [--wait SECONDS]\n"
+	    "\n"
+	    "  takeover  ask the bridge serving HOST to fail VM over "
+	    "(x-colo-lost-heartbeat),\n"
+	    "            wait for the result and print it; exit 0 only when "
+	    "it is \"ok\"\n"
+	    "  status    print the VM's retained state\n"
+	    "  -c file   the daemon's configuration (default "
+	    "/etc/qmp2mqtt/qmp2mqtt.conf):\n"
+	    "            broker, base topic and takeover key are read from it\n"
+	    "  --expect  refuse unless the VM is in this COLO mode\n"
+	    "  --wait    seconds to wait for the answer (default 30 for "
+	    "takeover, 5 for status)\n"
+	    "  --id      request id (default: random)\n"
+	    "Exit status: 0 ok, 1 refused/failed/timed out, 2 usage or "
+	    "configuration error.\n");
+}
+
+static void
+send_request(struct ctl *c)
+{
+	const struct config_takeover *tc = &c->cf->takeover;
+	json_object	*o = json_object_new_object();
+	int64_t		 now = loop_wall_us();
+	char		 sig[TK_SIG_HEX + 1];
+	const char	*s;
+	size_t		 len;
+
+	json_object_object_add(o, "id", json_object_new_string(c->id));
+	json_object_object_add(o, "issued_us", json_object_new_int64(now));
+	if (c->expect != NULL)
+		json_object_object_add(o, "expect_mode",
+		    json_object_new_string(c->expect));
+	if (tc->auth == CONFIG_AUTH_HMAC) {
+		if (tk_sign(tc->key, tc->key_len, c->host, c->vm, c->id, now,
+		    c->expect ? c->expect : "", sig) == -1) {
+			fprintf(stderr, "qmp2mqtt-ctl: cannot sign the request\n");
+			c->done = 1;
+			c->status = 2;
+			json_object_put(o);
+			return;
+		}
+		json_object_object_add(o, "sig", json_object_new_string(sig));
+	}
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	mqtt_publish(c->mqtt, c->t_cmd, s, len, 1, 0);
+	log_debug("sent %s on %s", s, c->t_cmd);
+	json_object_put(o);
+	c->sent = 1;
+}
+
+static void
+on_subscribed(struct mqtt *m, const char *filter, int ok, void *arg)
+{
+	struct ctl *c = arg;
+
+	if (!ok) {
+		fprintf(stderr, "qmp2mqtt-ctl: the broker refused the "
+		    "subscription to %s\n", filter);
+		c->done = 1;
+		c->status = 1;
+		return;
+	}
+	if (c->takeover && !c->sent)
+		send_request(c);
+}
+
+static void
+on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
+{
+	struct ctl	*c = arg;
+	json_object	*o, *v;
+	const char	*status;
+
+	if (c->done || strcmp(msg->topic, c->t_listen) != 0)
+		return;
+	if (!c->takeover) {
+		printf("%.*s\n", (int)msg->len, (const char *)msg->payload);
+		c->done = 1;
+		c->status = 0;
+		return;
+	}
+	if ((o = json_tokener_parse(msg->payload)) == NULL)
+		return;
+	if (!json_object_object_get_ex(o, "id", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), c->id) != 0) {
+		json_object_put(o);
+		return;		/* somebody else's result */
+	}
+	printf("%s\n", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	status = json_object_object_get_ex(o, "status", &v) ?
+	    json_object_get_string(v) : "";
+	c->status = strcmp(status, "ok") == 0 ? 0 : 1;
+	c->done = 1;
+	json_object_put(o);
+}
+
+static int
+random_id(char *buf, size_t len)
+{
+	unsigned char	r[12];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -1;
+	for (size_t i = 0; i < sizeof(r) && 2 * i + 2 < len; i++)
+		snprintf(buf + 2 * i, 3, "%02x", r[i]);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "expect", required_argument, NULL, 'e' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char		*file = "/etc/qmp2mqtt/qmp2mqtt.conf";
+	struct mqtt_callbacks	 mcb = { NULL, NULL, on_message, on_subscribed };
+	struct ctl		 c;
+	char			 err[1024], *end;
+	const char		*why;
+	long			 wait_s = -1;
+	int			 ch, verbose = -1;
+	uint64_t		 deadline;
+
+	memset(&c, 0, sizeof(c));
+	while ((ch = getopt_long(argc, argv, "+c:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind < 3) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[optind], "takeover") == 0)
+		c.takeover = 1;
+	else if (strcmp(argv[optind], "status") != 0) {
+		fprintf(stderr, "qmp2mqtt-ctl: unknown command \"%s\"\n",
+		    argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	c.host = argv[optind + 1];
+	c.vm = argv[optind + 2];
+	optind += 3;
+	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'e':
+			if (!c.takeover || (strcmp(optarg, "primary") != 0 &&
+			    strcmp(optarg, "secondary") != 0)) {
+				fprintf(stderr, "qmp2mqtt-ctl: --expect takes "
+				    "primary or secondary (takeover only)\n");
+				return 2;
+			}
+			c.expect = optarg;
+			break;
+		case 'w':
+			errno = 0;
+			wait_s = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || errno != 0 ||
+			    wait_s < 1 || wait_s > 3600) {
+				fprintf(stderr, "qmp2mqtt-ctl: --wait takes 1 to "
+				    "3600 seconds\n");
+				return 2;
+			}
+			break;
+		case 'i':
+			if (!c.takeover || strlen(optarg) == 0 ||
+			    strlen(optarg) > TK_ID_MAX) {
+				fprintf(stderr, "qmp2mqtt-ctl: --id takes 1 to %d "
+				    "characters (takeover only)\n", TK_ID_MAX);
+				return 2;
+			}
+			snprintf(c.id, sizeof(c.id), "%s", optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init(verbose, "qmp2mqtt-ctl");
+	if ((why = topic_level_check(c.host)) != NULL ||
+	    (why = topic_level_check(c.vm)) != NULL) {
+		fprintf(stderr, "qmp2mqtt-ctl: bad HOST or VM: %s\n", why);
+		return 2;
+	}
+	if ((c.cf = config_load(file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "qmp2mqtt-ctl: %s\n", err);
+		return 2;
+	}
+	if (c.takeover && c.cf->takeover.auth == CONFIG_AUTH_HMAC &&
+	    c.cf->takeover.key == NULL) {
+		fprintf(stderr, "qmp2mqtt-ctl: %s: no takeover key: set "
+		    "takeover.enabled and takeover.key_file\n", file);
+		config_free(c.cf);
+		return 2;
+	}
+	if (wait_s < 0)
+		wait_s = c.takeover ? 30 : 5;
+	/* A client id of its own, so the daemon's session is untouched. */
+	free(c.cf->client_id);
+	if ((c.cf->client_id = malloc(64)) == NULL)
+		fatal("malloc");
+	snprintf(c.cf->client_id, 64, "qmp2mqtt-ctl-%ld", (long)getpid());
+	if (c.takeover && c.id[0] == '\0' && random_id(c.id, sizeof(c.id)) == -1)
+		fatal("getrandom");
+	if (topic_build(c.t_cmd, sizeof(c.t_cmd), c.cf->base_topic, c.host,
+	    c.vm, "cmd/takeover") == -1 ||
+	    topic_build(c.t_listen, sizeof(c.t_listen), c.cf->base_topic,
+	    c.host, c.vm, c.takeover ? "result/takeover" : "state") == -1) {
+		fprintf(stderr, "qmp2mqtt-ctl: topic too long\n");
+		config_free(c.cf);
+		return 2;
+	}
+	if ((c.loop = loop_new()) == NULL ||
+	    (c.mqtt = mqtt_new(c.loop, c.cf, NULL, NULL, &mcb, &c)) == NULL ||
+	    mqtt_subscribe(c.mqtt, c.t_listen, 1, 0) == -1 ||
+	    mqtt_start(c.mqtt) == -1)
+		fatalx("cannot set up the MQTT client");
+	c.status = 1;
+	deadline = loop_now_ms() + (uint64_t)wait_s * 1000;
+	while (!c.done && loop_now_ms() < deadline)
+		loop_run_once(c.loop, 100);
+	if (!c.done) {
+		if (!mqtt_connected(c.mqtt))
+			fprintf(stderr, "qmp2mqtt-ctl: cannot reach the broker "
+			    "%s\n", c.cf->uris[0]);
+		else if (c.takeover)
+			fprintf(stderr, "qmp2mqtt-ctl: no result for request %s "
+			    "within %ld s (is a bridge serving %s/%s up?)\n",
+			    c.id, wait_s, c.host, c.vm);
+		else
+			fprintf(stderr, "qmp2mqtt-ctl: no retained state for "
+			    "%s/%s\n", c.host, c.vm);
+	}
+	mqtt_shutdown(c.mqtt, NULL, NULL, 2000);
+	mqtt_free(c.mqtt);
+	loop_free(c.loop);
+	config_free(c.cf);
+	return c.status;
+}

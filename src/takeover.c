@@ -1,0 +1,909 @@
+/*
+ * takeover: strict parsing, HMAC verification, time window and replay
+ * cache of remote takeover requests (see takeover.h).  Pure: no globals,
+ * no I/O, no clock.  Every refusal fails closed.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "takeover.h"
+
+#define TK_PREFIX	"qmp2mqtt-takeover-v1"
+#define TK_MAC_LEN	32		/* bytes of an HMAC-SHA256 */
+/* Nesting json-c may build: the request is flat; deeper is malformed. */
+#define TK_DEPTH	3
+#define US_PER_S	UINT64_C(1000000)
+#define BUCKETS_MIN	16
+#define BUCKETS_MAX	((size_t)1 << 16)
+
+/* Returns the wire name of r, or "unknown" for a value outside the enum. */
+const char *
+tk_reason_name(enum tk_reason r)
+{
+	switch (r) {
+	case TK_OK:			return "ok";
+	case TK_DISABLED:		return "disabled";
+	case TK_BAD_REQUEST:		return "bad_request";
+	case TK_BAD_SIGNATURE:		return "bad_signature";
+	case TK_STALE:			return "stale";
+	case TK_REPLAY:			return "replay";
+	case TK_RETAINED:		return "retained";
+	case TK_PRECONDITION_FAILED:	return "precondition_failed";
+	case TK_NOT_CONNECTED:		return "not_connected";
+	case TK_NOT_IN_COLO:		return "not_in_colo";
+	case TK_RATE_LIMITED:		return "rate_limited";
+	case TK_QEMU_ERROR:		return "qemu_error";
+	case TK_TIMEOUT:		return "timeout";
+	}
+	return "unknown";
+}
+
+/* --- parsing -------------------------------------------------------- */
+
+/* 1 for the four bytes JSON allows between tokens, else 0. */
+static int
+is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int
+is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_hex(unsigned char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* 1 if s[0..n) is exactly 64 lowercase hex digits, else 0. */
+static int
+is_sig_hex(const char *s, size_t n)
+{
+	size_t	i;
+
+	if (n != TK_SIG_HEX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!is_digit((unsigned char)s[i]) &&
+		    (s[i] < 'a' || s[i] > 'f'))
+			return 0;
+	return 1;
+}
+
+/* The value of the 4 hex digits at p, or -1. */
+static long
+hex4(const unsigned char *p)
+{
+	long	v = 0;
+	int	k;
+
+	for (k = 0; k < 4; k++) {
+		if (!is_hex(p[k]))
+			return -1;
+		v = v * 16 + (is_digit(p[k]) ? p[k] - '0' :
+		    (p[k] | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+/*
+ * Returns the length of the well-formed UTF-8 sequence (RFC 3629: no
+ * overlong form, no surrogate, nothing above U+10FFFF) at p[0..n), whose
+ * first byte is >= 0x80, or 0.  json-c's own check lets overlong forms
+ * through.
+ */
+static size_t
+utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned char	lo = 0x80, hi = 0xbf;
+	size_t		len, k;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (k = 2; k < len; k++)
+		if (p[k] < 0x80 || p[k] > 0xbf)
+			return 0;
+	return len;
+}
+
+/*
+ * Skips the string token starting at p[*i] == '"'.  Refuses what json-c
+ * lets through: raw control bytes, malformed UTF-8, unpaired surrogate
+ * escapes, and \u0000 (which json-c would silently cut a key at, so that
+ * "id\u0000x" became "id").  0 with *i past the closing quote, or -1.
+ */
+static int
+lex_string(const unsigned char *p, size_t len, size_t *i)
+{
+	size_t	j = *i + 1, n;
+	long	u, u2;
+
+	while (j < len) {
+		if (p[j] == '"') {
+			*i = j + 1;
+			return 0;
+		}
+		if (p[j] < 0x20)
+			return -1;
+		if (p[j] >= 0x80) {
+			if ((n = utf8_len(p + j, len - j)) == 0)
+				return -1;
+			j += n;
+			continue;
+		}
+		if (p[j] != '\\') {
+			j++;
+			continue;
+		}
+		if (++j >= len)
+			return -1;
+		switch (p[j]) {
+		case '"': case '\\': case '/':
+		case 'b': case 'f': case 'n': case 'r': case 't':
+			j++;
+			break;
+		case 'u':
+			if (len - j < 5 || (u = hex4(p + j + 1)) <= 0 ||
+			    (u >= 0xdc00 && u <= 0xdfff))
+				return -1;
+			j += 5;
+			if (u < 0xd800 || u > 0xdbff)
+				break;
+			/* A high surrogate: its low half must follow. */
+			if (len - j < 6 || p[j] != '\\' || p[j + 1] != 'u' ||
+			    (u2 = hex4(p + j + 2)) < 0xdc00 || u2 > 0xdfff)
+				return -1;
+			j += 6;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Skips the number token at p[*i], which must follow RFC 8259 exactly
+ * (json-c's strict mode still takes "00", "1." and "1e400").  0 with *i
+ * past it, or -1.
+ */
+static int
+lex_number(const unsigned char *p, size_t len, size_t *i)
+{
+	size_t	j = *i;
+
+	if (j < len && p[j] == '-')
+		j++;
+	if (j < len && p[j] == '0')
+		j++;
+	else if (j < len && p[j] >= '1' && p[j] <= '9')
+		while (j < len && is_digit(p[j]))
+			j++;
+	else
+		return -1;
+	if (j < len && p[j] == '.') {
+		if (++j >= len || !is_digit(p[j]))
+			return -1;
+		while (j < len && is_digit(p[j]))
+			j++;
+	}
+	if (j < len && (p[j] == 'e' || p[j] == 'E')) {
+		if (++j < len && (p[j] == '+' || p[j] == '-'))
+			j++;
+		if (j >= len || !is_digit(p[j]))
+			return -1;
+		while (j < len && is_digit(p[j]))
+			j++;
+	}
+	/* "00", "1.", "1x": the token must end here. */
+	if (j < len && (is_digit(p[j]) || p[j] == '.' || p[j] == 'e' ||
+	    p[j] == 'E' || p[j] == '-' || p[j] == '+' ||
+	    (p[j] >= 'a' && p[j] <= 'z') || (p[j] >= 'A' && p[j] <= 'Z')))
+		return -1;
+	*i = j;
+	return 0;
+}
+
+/*
+ * A lexical pass over the payload that json-c does not make: every token
+ * must be RFC 8259 JSON (json-c's strict mode still accepts single-quoted
+ * strings, NaN, Infinity, control bytes in strings...), and the members
+ * of the top-level object are counted (the ':' at depth 1) so that a
+ * duplicate key, which json-c silently collapses, can be detected.  Only
+ * tokens are checked here; json-c checks the grammar.  0 with *members
+ * set, or -1.
+ */
+static int
+lex(const unsigned char *p, size_t len, size_t *members)
+{
+	static const char *const lits[] = { "true", "false", "null" };
+	size_t	i = 0, depth = 0, n = 0, l, k;
+
+	while (i < len) {
+		switch (p[i]) {
+		case ' ': case '\t': case '\n': case '\r': case ',':
+			i++;
+			break;
+		case '{': case '[':
+			depth++;
+			i++;
+			break;
+		case '}': case ']':
+			if (depth == 0)
+				return -1;
+			depth--;
+			i++;
+			break;
+		case ':':
+			if (depth == 1)
+				n++;
+			i++;
+			break;
+		case '"':
+			if (lex_string(p, len, &i) == -1)
+				return -1;
+			break;
+		case '-': case '0': case '1': case '2': case '3': case '4':
+		case '5': case '6': case '7': case '8': case '9':
+			if (lex_number(p, len, &i) == -1)
+				return -1;
+			break;
+		default:
+			for (k = 0; k < sizeof(lits) / sizeof(lits[0]); k++) {
+				l = strlen(lits[k]);
+				if (len - i >= l && memcmp(p + i, lits[k], l) == 0)
+					break;
+			}
+			if (k == sizeof(lits) / sizeof(lits[0]))
+				return -1;
+			i += l;
+			if (i < len && ((p[i] >= 'a' && p[i] <= 'z') ||
+			    (p[i] >= 'A' && p[i] <= 'Z') || is_digit(p[i])))
+				return -1;
+			break;
+		}
+	}
+	*members = n;
+	return 0;
+}
+
+/*
+ * Reads the string member key of o into *s and *n.  Returns 1 when
+ * present and a string, 0 when absent, -1 when present with another type.
+ */
+static int
+get_str(json_object *o, const char *key, const char **s, size_t *n)
+{
+	json_object	*v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*s = json_object_get_string(v);
+	*n = (size_t)json_object_get_string_len(v);
+	return 1;
+}
+
+/*
+ * Checks the members of the request object o and fills req.  The id is
+ * read first so that a refusal for any other member can name it.
+ * Returns TK_OK, or TK_BAD_REQUEST with *why set.
+ */
+static enum tk_reason
+parse_members(json_object *o, int need_sig, struct tk_request *req,
+    const char **why)
+{
+	json_object	*v;
+	const char	*s;
+	size_t		 n, i;
+	int64_t		 t;
+	int		 rv;
+
+	if ((rv = get_str(o, "id", &s, &n)) == 0)
+		return *why = "missing id", TK_BAD_REQUEST;
+	if (rv == -1)
+		return *why = "id must be a string", TK_BAD_REQUEST;
+	if (n < 1 || n > TK_ID_MAX)
+		return *why = "id must be 1 to 64 bytes", TK_BAD_REQUEST;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return *why = "id must be printable ASCII without "
+			    "spaces", TK_BAD_REQUEST;
+	memcpy(req->id, s, n);
+	req->id[n] = '\0';
+
+	json_object_object_foreach(o, key, val) {
+		(void)val;
+		if (strcmp(key, "id") != 0 && strcmp(key, "issued_us") != 0 &&
+		    strcmp(key, "expect_mode") != 0 && strcmp(key, "sig") != 0)
+			return *why = "unknown field", TK_BAD_REQUEST;
+	}
+
+	if (!json_object_object_get_ex(o, "issued_us", &v))
+		return *why = "missing issued_us", TK_BAD_REQUEST;
+	if (!json_object_is_type(v, json_type_int))
+		return *why = "issued_us must be an integer", TK_BAD_REQUEST;
+	t = json_object_get_int64(v);
+	if (t <= 0)
+		return *why = "issued_us must be positive", TK_BAD_REQUEST;
+	/* json-c saturates a uint64 above INT64_MAX to INT64_MAX. */
+	if (json_object_get_uint64(v) != (uint64_t)t)
+		return *why = "issued_us out of range", TK_BAD_REQUEST;
+	req->issued_us = t;
+
+	if ((rv = get_str(o, "expect_mode", &s, &n)) == -1)
+		return *why = "expect_mode must be a string", TK_BAD_REQUEST;
+	if (rv == 1) {
+		if (!(n == 7 && memcmp(s, "primary", 7) == 0) &&
+		    !(n == 9 && memcmp(s, "secondary", 9) == 0))
+			return *why = "expect_mode must be \"primary\" or "
+			    "\"secondary\"", TK_BAD_REQUEST;
+		memcpy(req->expect_mode, s, n);
+		req->expect_mode[n] = '\0';
+	}
+
+	/*
+	 * A malformed signature (short, long, uppercase) is not a bad
+	 * request: req->sig stays "" and tk_verify() refuses it as a bad
+	 * signature.  Without HMAC auth a "sig" is tolerated and ignored.
+	 */
+	if ((rv = get_str(o, "sig", &s, &n)) == -1)
+		return *why = "sig must be a string", TK_BAD_REQUEST;
+	if (rv == 0 && need_sig)
+		return *why = "missing sig", TK_BAD_REQUEST;
+	if (rv == 1 && need_sig && is_sig_hex(s, n)) {
+		memcpy(req->sig, s, n);
+		req->sig[n] = '\0';
+	}
+	return TK_OK;
+}
+
+/*
+ * Returns TK_OK with req filled, or TK_BAD_REQUEST with *why (if why is
+ * not NULL) set to a static description and req zeroed but for req->id,
+ * filled when a valid id was read (never when the payload has a
+ * duplicate key, as the id is then ambiguous).
+ */
+enum tk_reason
+tk_parse(const void *payload, size_t len, int need_sig,
+    struct tk_request *req, const char **why)
+{
+	const unsigned char	*p = payload;
+	struct json_tokener	*tok;
+	json_object		*o;
+	const char		*dummy;
+	size_t			 members, end;
+	enum tk_reason		 r;
+	int			 err;
+
+	if (why == NULL)
+		why = &dummy;
+	*why = NULL;
+	if (req == NULL)
+		return *why = "no request", TK_BAD_REQUEST;
+	memset(req, 0, sizeof(*req));
+	if (p == NULL || len == 0)
+		return *why = "empty payload", TK_BAD_REQUEST;
+	if (len > TK_PAYLOAD_MAX)
+		return *why = "payload too large", TK_BAD_REQUEST;
+	if (memchr(p, '\0', len) != NULL)
+		return *why = "NUL byte in payload", TK_BAD_REQUEST;
+	if (lex(p, len, &members) == -1)
+		return *why = "malformed JSON", TK_BAD_REQUEST;
+
+	if ((tok = json_tokener_new_ex(TK_DEPTH)) == NULL)
+		return *why = "out of memory", TK_BAD_REQUEST;
+	json_tokener_set_flags(tok,
+	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
+	err = json_tokener_get_error(tok) != json_tokener_success;
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (o == NULL || err || end > len) {
+		json_object_put(o);
+		return *why = "malformed JSON", TK_BAD_REQUEST;
+	}
+	for (; end < len; end++)
+		if (!is_ws(p[end])) {
+			json_object_put(o);
+			return *why = "trailing data after JSON",
+			    TK_BAD_REQUEST;
+		}
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return *why = "not a JSON object", TK_BAD_REQUEST;
+	}
+	if ((size_t)json_object_object_length(o) != members) {
+		json_object_put(o);
+		return *why = "duplicate field", TK_BAD_REQUEST;
+	}
+	r = parse_members(o, need_sig, req, why);
+	json_object_put(o);
+	if (r != TK_OK) {
+		/* Only the id survives a refusal. */
+		memset(req->expect_mode, 0, sizeof(req->expect_mode));
+		memset(req->sig, 0, sizeof(req->sig));
+		req->issued_us = 0;
+	}
+	return r;
+}
+
+/* --- signature ------------------------------------------------------ */
+
+/*
+ * 1 if s is a NUL-terminated string (within max bytes when max is not 0)
+ * without '\n', which would make the canonical string ambiguous; else 0.
+ */
+static int
+canon_field_ok(const char *s, size_t max)
+{
+	size_t	n;
+
+	if (s == NULL)
+		return 0;
+	n = max != 0 ? strnlen(s, max) : strlen(s);
+	if (max != 0 && n == max)
+		return 0;
+	return memchr(s, '\n', n) == NULL;
+}
+
+/*
+ * Prints the canonical string of valid fields into buf (which may be
+ * NULL when len is 0).  Returns snprintf's result: the full length, or
+ * -1.
+ */
+static int
+canon_print(char *buf, size_t len, const char *host, const char *vm,
+    const char *id, int64_t issued_us, const char *expect_mode)
+{
+	return snprintf(buf, len, "%s\n%s\n%s\n%s\n%" PRId64 "\n%s", TK_PREFIX,
+	    host, vm, id, issued_us, expect_mode);
+}
+
+/*
+ * Returns the length of the canonical string, or -1 when it does not fit
+ * in len bytes (with its NUL) or a field is NULL or contains '\n' (which
+ * would let two different requests share a canonical string).  A NULL
+ * expect_mode is "".
+ */
+int
+tk_canonical(char *buf, size_t len, const char *host, const char *vm,
+    const char *id, int64_t issued_us, const char *expect_mode)
+{
+	int	n;
+
+	if (expect_mode == NULL)
+		expect_mode = "";
+	if (buf == NULL || !canon_field_ok(host, 0) ||
+	    !canon_field_ok(vm, 0) || !canon_field_ok(id, 0) ||
+	    !canon_field_ok(expect_mode, 0))
+		return -1;
+	n = canon_print(buf, len, host, vm, id, issued_us, expect_mode);
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	return n;
+}
+
+/*
+ * Computes the raw HMAC-SHA256 of the canonical string into mac.
+ * Returns 0, or -1 (also for an empty key, which would let anyone sign).
+ */
+static int
+mac_raw(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, const char *id, int64_t issued_us,
+    const char *expect_mode, unsigned char mac[TK_MAC_LEN])
+{
+	char		*buf = NULL;
+	unsigned int	 maclen = 0;
+	int		 n, rv = -1;
+
+	OPENSSL_cleanse(mac, TK_MAC_LEN);
+	if (key == NULL || keylen == 0 || keylen > INT_MAX)
+		return -1;
+	if (expect_mode == NULL)
+		expect_mode = "";
+	if (!canon_field_ok(host, 0) || !canon_field_ok(vm, 0) ||
+	    !canon_field_ok(id, 0) || !canon_field_ok(expect_mode, 0))
+		return -1;
+	if ((n = canon_print(NULL, 0, host, vm, id, issued_us,
+	    expect_mode)) < 0 || n == INT_MAX ||
+	    (buf = malloc((size_t)n + 1)) == NULL)
+		return -1;
+	if (tk_canonical(buf, (size_t)n + 1, host, vm, id, issued_us,
+	    expect_mode) == n &&
+	    HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)buf,
+	    (size_t)n, mac, &maclen) != NULL && maclen == TK_MAC_LEN)
+		rv = 0;
+	free(buf);
+	if (rv == -1)
+		OPENSSL_cleanse(mac, TK_MAC_LEN);
+	return rv;
+}
+
+/* Writes the lowercase hex of the HMAC into hex.  0, or -1. */
+int
+tk_sign(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, const char *id, int64_t issued_us,
+    const char *expect_mode, char *hex)
+{
+	static const char	digits[] = "0123456789abcdef";
+	unsigned char		mac[TK_MAC_LEN];
+	size_t			i;
+
+	if (hex == NULL)
+		return -1;
+	if (mac_raw(key, keylen, host, vm, id, issued_us, expect_mode,
+	    mac) == -1) {
+		hex[0] = '\0';
+		return -1;
+	}
+	for (i = 0; i < TK_MAC_LEN; i++) {
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 0x0f];
+	}
+	hex[TK_SIG_HEX] = '\0';
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return 0;
+}
+
+/*
+ * Returns TK_OK when req->sig is exactly 64 lowercase hex digits and
+ * equal to the HMAC of req for (host, vm), else TK_BAD_SIGNATURE.  The
+ * format check looks only at what the sender sent; the comparison with
+ * the expected value runs in constant time.
+ */
+enum tk_reason
+tk_verify(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, const struct tk_request *req)
+{
+	char	want[TK_SIG_HEX + 1];
+	int	eq;
+
+	if (req == NULL ||
+	    !canon_field_ok(req->id, sizeof(req->id)) || req->id[0] == '\0' ||
+	    !canon_field_ok(req->expect_mode, sizeof(req->expect_mode)) ||
+	    strnlen(req->sig, sizeof(req->sig)) != TK_SIG_HEX ||
+	    !is_sig_hex(req->sig, TK_SIG_HEX))
+		return TK_BAD_SIGNATURE;
+	if (tk_sign(key, keylen, host, vm, req->id, req->issued_us,
+	    req->expect_mode, want) == -1) {
+		OPENSSL_cleanse(want, sizeof(want));
+		return TK_BAD_SIGNATURE;
+	}
+	eq = CRYPTO_memcmp(want, req->sig, TK_SIG_HEX) == 0;
+	OPENSSL_cleanse(want, sizeof(want));
+	return eq ? TK_OK : TK_BAD_SIGNATURE;
+}
+
+/* --- time and digest ------------------------------------------------ */
+
+/*
+ * TK_OK when |now_us - issued_us| <= window_s seconds, else TK_STALE.
+ * Computed in unsigned 64-bit arithmetic: no overflow for any inputs.
+ */
+enum tk_reason
+tk_check_time(int64_t issued_us, int64_t now_us, unsigned window_s)
+{
+	uint64_t	d, w;
+
+	/* For a >= b, (uint64_t)a - (uint64_t)b is exactly a - b. */
+	if (issued_us >= now_us)
+		d = (uint64_t)issued_us - (uint64_t)now_us;
+	else
+		d = (uint64_t)now_us - (uint64_t)issued_us;
+	w = (uint64_t)window_s * US_PER_S;	/* < 2^52: cannot overflow */
+	return d <= w ? TK_OK : TK_STALE;
+}
+
+/*
+ * Writes the SHA-256 of payload into out.  On failure (no memory) out is
+ * all zeroes: the worst outcome is a replay answered with the first
+ * result as a duplicate, never an execution.
+ */
+void
+tk_digest(const void *payload, size_t len, unsigned char out[32])
+{
+	static const unsigned char	empty = 0;
+	unsigned int			n = 0;
+
+	if (out == NULL)
+		return;
+	if (payload == NULL) {
+		if (len != 0) {
+			memset(out, 0, 32);
+			return;
+		}
+		payload = &empty;
+	}
+	if (EVP_Digest(payload, len, out, &n, EVP_sha256(), NULL) != 1 ||
+	    n != 32)
+		memset(out, 0, 32);
+}
+
+/* --- replay cache --------------------------------------------------- */
+
+struct tk_entry {
+	struct tk_entry	*hnext;		/* bucket chain */
+	struct tk_entry	*prev, *next;	/* insertion order, oldest first */
+	uint32_t	 hash;
+	int64_t		 expires_us;	/* first instant it is not live */
+	unsigned char	 digest[32];
+	char		*result;	/* NULL while running */
+	size_t		 keylen;
+	char		 key[];		/* host \0 vm \0 id */
+};
+
+struct tk_cache {
+	struct tk_entry	**buckets;
+	size_t		  nbuckets;	/* a power of two */
+	struct tk_entry	 *head, *tail;
+	size_t		  count, max;
+};
+
+/* The parts of a key, as passed in. */
+struct tk_key {
+	const char	*s[3];
+	size_t		 n[3];
+	size_t		 len;		/* n[0] + n[1] + n[2] + 2 */
+	uint32_t	 hash;
+};
+
+/* Fills k from (host, vm, id) and hashes it (FNV-1a).  0, or -1. */
+static int
+key_make(struct tk_key *k, const char *host, const char *vm, const char *id)
+{
+	uint32_t	h = UINT32_C(2166136261);
+	size_t		i, j;
+
+	if (host == NULL || vm == NULL || id == NULL)
+		return -1;
+	k->s[0] = host;
+	k->s[1] = vm;
+	k->s[2] = id;
+	k->len = 2;
+	for (i = 0; i < 3; i++) {
+		k->n[i] = strlen(k->s[i]);
+		if (k->n[i] > SIZE_MAX - sizeof(struct tk_entry) - 1 -
+		    k->len)
+			return -1;
+		k->len += k->n[i];
+		for (j = 0; j < k->n[i]; j++) {
+			h ^= (unsigned char)k->s[i][j];
+			h *= UINT32_C(16777619);
+		}
+		if (i < 2)		/* the '\0' separator: h ^= 0 */
+			h *= UINT32_C(16777619);
+	}
+	k->hash = h;
+	return 0;
+}
+
+/* 1 if e holds exactly key k, else 0. */
+static int
+key_eq(const struct tk_entry *e, const struct tk_key *k)
+{
+	const char	*p = e->key;
+	size_t		 i;
+
+	if (e->hash != k->hash || e->keylen != k->len)
+		return 0;
+	for (i = 0; i < 3; i++) {
+		if (memcmp(p, k->s[i], k->n[i]) != 0 ||
+		    (i < 2 && p[k->n[i]] != '\0'))
+			return 0;
+		p += k->n[i] + 1;
+	}
+	return 1;
+}
+
+/* Returns the entry holding k, live or not, or NULL. */
+static struct tk_entry *
+lookup(const struct tk_cache *c, const struct tk_key *k)
+{
+	struct tk_entry	*e;
+
+	for (e = c->buckets[k->hash & (c->nbuckets - 1)]; e != NULL;
+	    e = e->hnext)
+		if (key_eq(e, k))
+			return e;
+	return NULL;
+}
+
+/* Unlinks e from its bucket and from the order list, and frees it. */
+static void
+remove_entry(struct tk_cache *c, struct tk_entry *e)
+{
+	struct tk_entry	**pp;
+
+	for (pp = &c->buckets[e->hash & (c->nbuckets - 1)]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	c->count--;
+	free(e->result);
+	free(e);
+}
+
+/* Frees every entry that is no longer live at now_us, wherever it is. */
+static void
+evict_expired(struct tk_cache *c, int64_t now_us)
+{
+	struct tk_entry	*e, *next;
+
+	for (e = c->head; e != NULL; e = next) {
+		next = e->next;
+		if (now_us >= e->expires_us)
+			remove_entry(c, e);
+	}
+}
+
+/* Returns a cache for at most max ids, or NULL (max 0, no memory). */
+struct tk_cache *
+tk_cache_new(size_t max)
+{
+	struct tk_cache	*c;
+	size_t		 nb = BUCKETS_MIN;
+
+	if (max == 0)
+		return NULL;
+	while (nb < max && nb < BUCKETS_MAX)
+		nb <<= 1;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((c->buckets = calloc(nb, sizeof(*c->buckets))) == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->nbuckets = nb;
+	c->max = max;
+	return c;
+}
+
+/* Frees c and every entry; NULL is a no-op. */
+void
+tk_cache_free(struct tk_cache *c)
+{
+	struct tk_entry	*e, *next;
+
+	if (c == NULL)
+		return;
+	for (e = c->head; e != NULL; e = next) {
+		next = e->next;
+		free(e->result);
+		free(e);
+	}
+	free(c->buckets);
+	free(c);
+}
+
+/*
+ * Returns TK_SEEN_NEW (recorded, live until now_us + ttl_us), or, for a
+ * live entry of the same key, TK_SEEN_DUPLICATE (same digest; *result is
+ * the stored result or NULL) or TK_SEEN_REPLAY (other digest).  An entry
+ * is live while now_us < its expiry.  TK_SEEN_FULL when max live entries
+ * leave no room, and also (failing closed) on bad arguments, ttl_us <= 0
+ * or no memory.  *result is NULL unless TK_SEEN_DUPLICATE.
+ */
+enum tk_seen
+tk_cache_check(struct tk_cache *c, const char *host, const char *vm,
+    const char *id, const unsigned char digest[32], int64_t now_us,
+    int64_t ttl_us, const char **result)
+{
+	struct tk_entry	*e;
+	struct tk_key	 k;
+	size_t		 i, off;
+
+	if (result != NULL)
+		*result = NULL;
+	if (c == NULL || digest == NULL || ttl_us <= 0 ||
+	    key_make(&k, host, vm, id) == -1)
+		return TK_SEEN_FULL;
+	if ((e = lookup(c, &k)) != NULL) {
+		if (now_us < e->expires_us) {
+			if (CRYPTO_memcmp(e->digest, digest, 32) != 0)
+				return TK_SEEN_REPLAY;
+			if (result != NULL)
+				*result = e->result;
+			return TK_SEEN_DUPLICATE;
+		}
+		remove_entry(c, e);
+	}
+	if (c->count >= c->max)
+		evict_expired(c, now_us);
+	if (c->count >= c->max)
+		return TK_SEEN_FULL;
+
+	if ((e = malloc(sizeof(*e) + k.len)) == NULL)
+		return TK_SEEN_FULL;
+	memset(e, 0, sizeof(*e));
+	for (i = 0, off = 0; i < 3; i++) {
+		memcpy(e->key + off, k.s[i], k.n[i]);
+		off += k.n[i];
+		if (i < 2)
+			e->key[off++] = '\0';
+	}
+	e->keylen = k.len;
+	e->hash = k.hash;
+	memcpy(e->digest, digest, 32);
+	e->expires_us = now_us > INT64_MAX - ttl_us ? INT64_MAX :
+	    now_us + ttl_us;
+	e->hnext = c->buckets[k.hash & (c->nbuckets - 1)];
+	c->buckets[k.hash & (c->nbuckets - 1)] = e;
+	e->prev = c->tail;
+	if (c->tail != NULL)
+		c->tail->next = e;
+	else
+		c->head = e;
+	c->tail = e;
+	c->count++;
+	return TK_SEEN_NEW;
+}
+
+/*
+ * Stores a copy of result for (host, vm, id), replacing any previous one.
+ * Returns 0, or -1 when the key is not cached, an argument is NULL or
+ * memory runs out (the previous result is then kept).
+ */
+int
+tk_cache_set_result(struct tk_cache *c, const char *host, const char *vm,
+    const char *id, const char *result)
+{
+	struct tk_entry	*e;
+	struct tk_key	 k;
+	char		*copy;
+
+	if (c == NULL || result == NULL || key_make(&k, host, vm, id) == -1 ||
+	    (e = lookup(c, &k)) == NULL)
+		return -1;
+	if ((copy = strdup(result)) == NULL)
+		return -1;
+	free(e->result);
+	e->result = copy;
+	return 0;
+}
+
+/* Returns the number of entries held, live or not yet evicted. */
+size_t
+tk_cache_size(const struct tk_cache *c)
+{
+	return c == NULL ? 0 : c->count;
+}
