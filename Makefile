@@ -8,6 +8,7 @@
 #   make fuzz       build and briefly run the libFuzzer targets (clang)
 #   make install    install into $(DESTDIR)$(PREFIX)
 
+SHELL	:= /bin/bash
 PREFIX	?= /usr/local
 CC	?= cc
 PYTHON	?= /usr/bin/python3
@@ -34,13 +35,17 @@ B	 = build/std
 endif
 
 LIB_SRC	 = log.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
+	   takeover.c failover.c \
 	   mqtt.c bridge.c
 LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-BINS	 = $(B)/qmp2mqtt $(B)/qmpsim
+BINS	 = $(B)/qmp2mqtt $(B)/qmp2mqtt-ctl $(B)/qmpsim
+
+.SECONDEXPANSION:
+.SECONDARY:
 
 all: $(BINS)
 	@ln -sfn $(notdir $(B)) build/current
@@ -57,6 +62,9 @@ $(B)/libqmp2mqtt.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(B)/qmp2mqtt: $(B)/src/main.o $(B)/libqmp2mqtt.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/qmp2mqtt-ctl: $(B)/src/ctl.o $(B)/libqmp2mqtt.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/qmpsim: $(B)/tests/sim/qmpsim.o
@@ -82,13 +90,44 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/demo.py --build $(B) $(DEMO_ARGS)
 
+# libFuzzer targets (clang).  New inputs go to build/fuzz/corpus-NAME, never
+# into the seed corpora under tests/fuzz/corpus/.
+FUZZ_NAMES   = jstream colo takeover config
+FUZZ_SECONDS ?= 20
+FUZZ_CC      ?= clang
+FUZZ_SRC_jstream  = src/jstream.c
+FUZZ_SRC_colo     = src/colo.c
+FUZZ_SRC_takeover = src/takeover.c
+FUZZ_SRC_config   = src/config.c src/topic.c
+FUZZ_BIN = $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/*.h $$(FUZZ_SRC_$$*)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    $(PKG_CFLAGS) -Isrc -o $@ $< $(FUZZ_SRC_$*) $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+	    mkdir -p build/fuzz/corpus-$$n; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | \
+	        grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|INFO: Seed)' ; \
+	    test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt
 	install -m 0755 $(B)/qmp2mqtt $(DESTDIR)$(PREFIX)/bin/qmp2mqtt
+	install -m 0755 $(B)/qmp2mqtt-ctl $(DESTDIR)$(PREFIX)/bin/qmp2mqtt-ctl
 	install -m 0644 config/qmp2mqtt.conf README.md $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt/
 
 clean:
 	rm -rf build
 
-.PHONY: all units deps test check run install clean
+.PHONY: all units deps test check run install clean fuzz fuzz-build
 -include $(shell find build -name '*.d' 2>/dev/null)
