@@ -248,9 +248,10 @@ qmp_connect(struct qmp *q)
 	socklen_t		 sslen;
 	int			 fd, r, one = 1;
 
-	q->attempts++;
-	if (q->attempts > 1)
+	/* Every attempt but the very first is a reconnect, counted. */
+	if (q->attempts > 0 || q->stats.connects > 0)
 		q->stats.reconnects++;
+	q->attempts++;
 	memset(&ss, 0, sizeof(ss));
 	if (q->o.unix_socket) {
 		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
