@@ -120,6 +120,9 @@ fuzz: deps
 	    test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
+# The benchmark (make bench) lives in tests/bench/bench.mk.
+-include tests/bench/bench.mk
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt
 	install -m 0755 $(B)/qmp2mqtt $(DESTDIR)$(PREFIX)/bin/qmp2mqtt

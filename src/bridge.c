@@ -454,7 +454,8 @@ publish_result(struct vm *v, const char *id, enum tk_reason r,
 /* Refuses a request: logs it, counts it and answers on the result topic. */
 static void
 refuse(struct vm *v, const char *id, enum tk_reason r, const char *desc,
-    const struct failover_result *fr, const struct mqtt_msg *authed)
+    const struct failover_result *fr, const struct mqtt_msg *authed,
+    int recorded)
 {
 	char *out;
 
@@ -465,7 +466,7 @@ refuse(struct vm *v, const char *id, enum tk_reason r, const char *desc,
 	    authed ? authed->response_topic : NULL,
 	    authed ? authed->correlation : NULL,
 	    authed ? authed->correlation_len : 0);
-	if (authed != NULL && id != NULL && *id && out != NULL)
+	if (recorded && id != NULL && *id && out != NULL)
 		tk_cache_set_result(v->b->tk_cache, v->cv->host, v->cv->name,
 		    id, out);
 	free(out);
@@ -550,33 +551,33 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 	r = tk_parse(msg->payload, msg->len, hmac, &req, &why);
 	if (msg->retained) {
 		refuse(v, req.id, TK_RETAINED, "retained requests are never "
-		    "executed", NULL, NULL);
+		    "executed", NULL, NULL, 0);
 		return;
 	}
 	if (!config_vm_takeover(b->cf, v->cv)) {
 		refuse(v, req.id, TK_DISABLED, "takeover is disabled for this "
-		    "VM", NULL, NULL);
+		    "VM", NULL, NULL, 0);
 		return;
 	}
 	if (r != TK_OK) {
-		refuse(v, req.id, r, why, NULL, NULL);
+		refuse(v, req.id, r, why, NULL, NULL, 0);
 		return;
 	}
 	if (hmac && tk_verify(tc->key, tc->key_len, v->cv->host, v->cv->name,
 	    &req) != TK_OK) {
 		refuse(v, req.id, TK_BAD_SIGNATURE, "signature does not match",
-		    NULL, NULL);
+		    NULL, NULL, 0);
 		return;
 	}
 	if (msg->response_topic != NULL && !publishable(msg->response_topic)) {
 		refuse(v, req.id, TK_BAD_REQUEST, "invalid response topic",
-		    NULL, NULL);
+		    NULL, NULL, 0);
 		return;
 	}
 	/* Authenticated from here on: answers may go to the response topic. */
 	if (tk_check_time(req.issued_us, now, tc->window_s) != TK_OK) {
 		refuse(v, req.id, TK_STALE, "issued_us outside the accepted "
-		    "window", NULL, msg);
+		    "window", NULL, msg, 0);
 		return;
 	}
 	tk_digest(msg->payload, msg->len, digest);
@@ -601,27 +602,27 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 			    msg->correlation_len);
 		return;
 	case TK_SEEN_REPLAY:
-		refuse(v, req.id, TK_REPLAY, "id already used", NULL, NULL);
+		refuse(v, req.id, TK_REPLAY, "id already used", NULL, NULL, 0);
 		return;
 	case TK_SEEN_FULL:
 		refuse(v, req.id, TK_RATE_LIMITED, "too many recent requests",
-		    NULL, msg);
+		    NULL, msg, 0);
 		return;
 	}
 	if (!qmp_ready(v->q)) {
 		refuse(v, req.id, TK_NOT_CONNECTED, "the VM's QMP connection "
-		    "is down", NULL, msg);
+		    "is down", NULL, msg, 1);
 		return;
 	}
 	if (run->fo != NULL) {
 		refuse(v, req.id, TK_RATE_LIMITED, "another takeover of this "
-		    "VM is running", NULL, msg);
+		    "VM is running", NULL, msg, 1);
 		return;
 	}
 	if (v->tk_last_ms != 0 &&
 	    nowms - v->tk_last_ms < (uint64_t)tc->min_interval_s * 1000) {
 		refuse(v, req.id, TK_RATE_LIMITED, "minimum interval between "
-		    "takeovers not reached", NULL, msg);
+		    "takeovers not reached", NULL, msg, 1);
 		return;
 	}
 	snprintf(run->id, sizeof(run->id), "%s", req.id);
@@ -640,7 +641,7 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 		free(run->corr);
 		memset(run, 0, sizeof(*run));
 		refuse(v, req.id, TK_NOT_CONNECTED, "cannot send to QMP", NULL,
-		    msg);
+		    msg, 1);
 		return;
 	}
 	v->tk_last_ms = nowms;

@@ -295,6 +295,14 @@ lex(const unsigned char *p, size_t len, size_t *members)
 	return 0;
 }
 
+/* Sets *why to the static description msg.  Returns TK_BAD_REQUEST. */
+static enum tk_reason
+bad(const char **why, const char *msg)
+{
+	*why = msg;
+	return TK_BAD_REQUEST;
+}
+
 /*
  * Reads the string member key of o into *s and *n.  Returns 1 when
  * present and a string, 0 when absent, -1 when present with another type.
@@ -329,15 +337,15 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 	int		 rv;
 
 	if ((rv = get_str(o, "id", &s, &n)) == 0)
-		return *why = "missing id", TK_BAD_REQUEST;
+		return bad(why, "missing id");
 	if (rv == -1)
-		return *why = "id must be a string", TK_BAD_REQUEST;
+		return bad(why, "id must be a string");
 	if (n < 1 || n > TK_ID_MAX)
-		return *why = "id must be 1 to 64 bytes", TK_BAD_REQUEST;
+		return bad(why, "id must be 1 to 64 bytes");
 	for (i = 0; i < n; i++)
 		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-			return *why = "id must be printable ASCII without "
-			    "spaces", TK_BAD_REQUEST;
+			return bad(why, "id must be printable ASCII without "
+			    "spaces");
 	memcpy(req->id, s, n);
 	req->id[n] = '\0';
 
@@ -345,28 +353,28 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 		(void)val;
 		if (strcmp(key, "id") != 0 && strcmp(key, "issued_us") != 0 &&
 		    strcmp(key, "expect_mode") != 0 && strcmp(key, "sig") != 0)
-			return *why = "unknown field", TK_BAD_REQUEST;
+			return bad(why, "unknown field");
 	}
 
 	if (!json_object_object_get_ex(o, "issued_us", &v))
-		return *why = "missing issued_us", TK_BAD_REQUEST;
+		return bad(why, "missing issued_us");
 	if (!json_object_is_type(v, json_type_int))
-		return *why = "issued_us must be an integer", TK_BAD_REQUEST;
+		return bad(why, "issued_us must be an integer");
 	t = json_object_get_int64(v);
 	if (t <= 0)
-		return *why = "issued_us must be positive", TK_BAD_REQUEST;
+		return bad(why, "issued_us must be positive");
 	/* json-c saturates a uint64 above INT64_MAX to INT64_MAX. */
 	if (json_object_get_uint64(v) != (uint64_t)t)
-		return *why = "issued_us out of range", TK_BAD_REQUEST;
+		return bad(why, "issued_us out of range");
 	req->issued_us = t;
 
 	if ((rv = get_str(o, "expect_mode", &s, &n)) == -1)
-		return *why = "expect_mode must be a string", TK_BAD_REQUEST;
+		return bad(why, "expect_mode must be a string");
 	if (rv == 1) {
 		if (!(n == 7 && memcmp(s, "primary", 7) == 0) &&
 		    !(n == 9 && memcmp(s, "secondary", 9) == 0))
-			return *why = "expect_mode must be \"primary\" or "
-			    "\"secondary\"", TK_BAD_REQUEST;
+			return bad(why, "expect_mode must be \"primary\" or "
+			    "\"secondary\"");
 		memcpy(req->expect_mode, s, n);
 		req->expect_mode[n] = '\0';
 	}
@@ -377,9 +385,9 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 	 * signature.  Without HMAC auth a "sig" is tolerated and ignored.
 	 */
 	if ((rv = get_str(o, "sig", &s, &n)) == -1)
-		return *why = "sig must be a string", TK_BAD_REQUEST;
+		return bad(why, "sig must be a string");
 	if (rv == 0 && need_sig)
-		return *why = "missing sig", TK_BAD_REQUEST;
+		return bad(why, "missing sig");
 	if (rv == 1 && need_sig && is_sig_hex(s, n)) {
 		memcpy(req->sig, s, n);
 		req->sig[n] = '\0';
@@ -409,19 +417,19 @@ tk_parse(const void *payload, size_t len, int need_sig,
 		why = &dummy;
 	*why = NULL;
 	if (req == NULL)
-		return *why = "no request", TK_BAD_REQUEST;
+		return bad(why, "no request");
 	memset(req, 0, sizeof(*req));
 	if (p == NULL || len == 0)
-		return *why = "empty payload", TK_BAD_REQUEST;
+		return bad(why, "empty payload");
 	if (len > TK_PAYLOAD_MAX)
-		return *why = "payload too large", TK_BAD_REQUEST;
+		return bad(why, "payload too large");
 	if (memchr(p, '\0', len) != NULL)
-		return *why = "NUL byte in payload", TK_BAD_REQUEST;
+		return bad(why, "NUL byte in payload");
 	if (lex(p, len, &members) == -1)
-		return *why = "malformed JSON", TK_BAD_REQUEST;
+		return bad(why, "malformed JSON");
 
 	if ((tok = json_tokener_new_ex(TK_DEPTH)) == NULL)
-		return *why = "out of memory", TK_BAD_REQUEST;
+		return bad(why, "out of memory");
 	json_tokener_set_flags(tok,
 	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
@@ -430,21 +438,20 @@ tk_parse(const void *payload, size_t len, int need_sig,
 	json_tokener_free(tok);
 	if (o == NULL || err || end > len) {
 		json_object_put(o);
-		return *why = "malformed JSON", TK_BAD_REQUEST;
+		return bad(why, "malformed JSON");
 	}
 	for (; end < len; end++)
 		if (!is_ws(p[end])) {
 			json_object_put(o);
-			return *why = "trailing data after JSON",
-			    TK_BAD_REQUEST;
+			return bad(why, "trailing data after JSON");
 		}
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		return *why = "not a JSON object", TK_BAD_REQUEST;
+		return bad(why, "not a JSON object");
 	}
 	if ((size_t)json_object_object_length(o) != members) {
 		json_object_put(o);
-		return *why = "duplicate field", TK_BAD_REQUEST;
+		return bad(why, "duplicate field");
 	}
 	r = parse_members(o, need_sig, req, why);
 	json_object_put(o);

@@ -57,15 +57,18 @@ struct tk_request {
 /*
  * Parses a request payload.  Returns TK_OK, or TK_BAD_REQUEST with *why
  * set to a static description.  req->id is filled whenever a valid id was
- * found, even when another field is bad, so that a refusal can name it.
- * need_sig: "sig" is required (HMAC auth); without it "sig" is refused.
+ * found, even when another field is bad, so that a refusal can name it
+ * (not with duplicate keys); the rest of req is then zeroed.
+ * need_sig: "sig" is required (HMAC auth) and kept only when it is 64
+ * lowercase hex digits (else req->sig is "" and tk_verify() refuses it);
+ * without need_sig a string "sig" is tolerated and ignored.
  */
 enum tk_reason	 tk_parse(const void *payload, size_t len, int need_sig,
 		    struct tk_request *req, const char **why);
 
 /*
  * Writes the canonical string into buf.  Returns its length, or -1 when it
- * does not fit.
+ * does not fit or a field is NULL or contains '\n' (NULL expect_mode: "").
  */
 int		 tk_canonical(char *buf, size_t len, const char *host,
 		    const char *vm, const char *id, int64_t issued_us,
@@ -73,7 +76,7 @@ int		 tk_canonical(char *buf, size_t len, const char *host,
 
 /*
  * Computes the lowercase hex HMAC-SHA256 of the canonical string into
- * hex (TK_SIG_HEX + 1 bytes).  Returns 0, or -1 on failure.
+ * hex (TK_SIG_HEX + 1 bytes).  Returns 0, or -1 on failure (empty key).
  */
 int		 tk_sign(const unsigned char *key, size_t keylen,
 		    const char *host, const char *vm, const char *id,
@@ -108,12 +111,14 @@ enum tk_seen {
 	TK_SEEN_FULL		/* no room without forgetting a live id: refuse */
 };
 
-struct tk_cache	*tk_cache_new(size_t max);
+struct tk_cache	*tk_cache_new(size_t max);	/* NULL: max 0 or no memory */
 void		 tk_cache_free(struct tk_cache *);	/* NULL is a no-op */
 /*
  * Looks (host, vm, id) up and records it when new.  On TK_SEEN_DUPLICATE
  * *result is the stored result JSON, or NULL while the first request is
  * still running.  Record only requests whose signature was verified.
+ * An entry is live while now_us < recorded + ttl_us.  Bad arguments,
+ * ttl_us <= 0 and memory exhaustion also give TK_SEEN_FULL.
  */
 enum tk_seen	 tk_cache_check(struct tk_cache *, const char *host,
 		    const char *vm, const char *id,
