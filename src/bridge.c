@@ -15,8 +15,10 @@
 #include "loop.h"
 #include "mqtt.h"
 #include "qmp.h"
+#include "spool.h"
 #include "takeover.h"
 #include "topic.h"
+#include "vmstate.h"
 
 #define ENUM_BUF	(COLO_ENUM_MAX + 1)
 #define TK_CACHE_MAX	4096		/* request ids remembered */
@@ -51,6 +53,9 @@ struct vm {
 	int			 querying;	/* query-colo-status in flight */
 	int			 requery;	/* another one wanted after it */
 	int			 dirty;		/* publish even if unchanged */
+	int			 exited;	/* COLO_EXIT published this session */
+	int			 reconcile;	/* compare at the next status read */
+	uint64_t		 seq_reserved;	/* persisted seq upper bound */
 	char			 t_result[TOPIC_MAX];
 	struct running		 run;		/* run.fo NULL when idle */
 	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
@@ -73,6 +78,7 @@ struct bridge {
 	struct loop_timer	*stats_timer;
 	uint64_t		 events_out;
 	uint64_t		 malformed;
+	struct spool		*spool;
 	struct tk_cache		*tk_cache;
 	uint64_t		 tk_count[TK_NREASONS];	/* outcomes by reason */
 	uint64_t		 tk_accepted;
@@ -143,6 +149,59 @@ publish_availability(struct vm *v)
 }
 
 static void	query_status(struct vm *);
+static void	on_colo_exit(struct vm *, json_object *, int reconciled);
+
+/* Persists what was published about v (no-op without a state_dir). */
+static void
+save_state(struct vm *v)
+{
+	struct vmstate	st;
+
+	if (v->b->cf->state_dir == NULL)
+		return;
+	memset(&st, 0, sizeof(st));
+	memcpy(st.mode, v->mode, ENUM_BUF);
+	memcpy(st.last_mode, v->last_mode, ENUM_BUF);
+	memcpy(st.reason, v->reason, ENUM_BUF);
+	st.exited = v->exited;
+	st.seq_reserved = v->seq_reserved;
+	st.last_exit = v->last_exit;
+	(void)vmstate_save(v->b->cf->state_dir, v->cv->host, v->cv->name, &st);
+}
+
+static int
+in_colo(const char *mode)
+{
+	return strcmp(mode, "primary") == 0 || strcmp(mode, "secondary") == 0;
+}
+
+/*
+ * QEMU drops events emitted while no client is negotiated.  If the VM was
+ * in COLO with no exit published, and now is not, COLO ended unseen:
+ * publish the exit from what query-colo-status remembers.
+ */
+static void
+reconcile(struct vm *v, const struct colo_status *cs)
+{
+	json_object	*ev, *data;
+
+	if (!in_colo(v->mode) || v->exited || strcmp(cs->mode, "none") != 0)
+		return;
+	log_warnx("%s/%s: COLO ended while the bridge was not listening "
+	    "(was %s, now none, last_mode %s, reason %s): publishing a "
+	    "reconciled colo_exit", v->cv->host, v->cv->name, v->mode,
+	    cs->last_mode ? cs->last_mode : "?", cs->reason ? cs->reason : "?");
+	ev = json_object_new_object();
+	data = json_object_new_object();
+	json_object_object_add(ev, "event", json_object_new_string("COLO_EXIT"));
+	json_object_object_add(data, "mode", json_object_new_string(
+	    cs->last_mode != NULL ? cs->last_mode : v->mode));
+	json_object_object_add(data, "reason", cs->reason != NULL ?
+	    json_object_new_string(cs->reason) : NULL);
+	json_object_object_add(ev, "data", data);
+	on_colo_exit(v, ev, 1);
+	json_object_put(ev);
+}
 
 /* Copies an enum into dst; returns 1 if that changed dst. */
 static int
@@ -186,6 +245,12 @@ status_reply(struct qmp *q, json_object *reply, void *arg)
 			    cls, desc);
 	} else if (json_object_object_get_ex(reply, "return", &ret) &&
 	    colo_parse_status(ret, &cs) == 0) {
+		if (v->reconcile)
+			reconcile(v, &cs);
+		if (strcmp(cs.mode, "none") == 0 && v->exited) {
+			v->exited = 0;	/* this COLO session is over */
+			changed = 1;
+		}
 		changed |= v->colo_status != 1;
 		v->colo_status = 1;
 		changed |= set_enum(v->mode, cs.mode);
@@ -195,7 +260,10 @@ status_reply(struct qmp *q, json_object *reply, void *arg)
 		log_warnx("%s: query-colo-status: unexpected reply", v->cv->name);
 		v->b->malformed++;
 	}
+	v->reconcile = 0;
 	if (changed || v->dirty) {
+		if (changed)
+			save_state(v);
 		if (changed)
 			log_info("%s/%s: COLO mode=%s last_mode=%s reason=%s",
 			    v->cv->host, v->cv->name, v->mode[0] ? v->mode : "?",
@@ -264,6 +332,7 @@ on_ready(struct qmp *q, json_object *greeting, void *arg)
 	v->colo_status = -1;	/* the QEMU behind the socket may have changed */
 	v->querying = v->requery = 0;
 	v->dirty = 1;
+	v->reconcile = 1;
 	publish_availability(v);
 	query_status(v);
 }
@@ -280,7 +349,7 @@ on_down(struct qmp *q, void *arg)
 }
 
 static void
-on_colo_exit(struct vm *v, json_object *ev)
+on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 {
 	struct bridge	*b = v->b;
 	struct colo_ctx	 ctx;
@@ -300,6 +369,13 @@ on_colo_exit(struct vm *v, json_object *ev)
 		return;
 	}
 	v->exits++;
+	if (reconciled)
+		json_object_object_add(out, "reconciled",
+		    json_object_new_boolean(1));
+	if (ctx.seq >= v->seq_reserved) {
+		v->seq_reserved = ctx.seq + VMSTATE_SEQ_RESERVE;
+		save_state(v);
+	}
 	if (malformed) {
 		v->malformed++;
 		b->malformed++;
@@ -316,6 +392,10 @@ on_colo_exit(struct vm *v, json_object *ev)
 	b->events_out++;
 	json_object_put(v->last_exit);
 	v->last_exit = out;
+	if (!v->exited) {
+		v->exited = 1;
+		save_state(v);
+	}
 	if (v->colo_status == 0) {
 		/* No query-colo-status: the event is all we know. */
 		v->mode[0] = '\0';
@@ -336,7 +416,7 @@ on_event(struct qmp *q, json_object *ev, void *arg)
 	if (!json_object_object_get_ex(ev, "event", &name))
 		return;
 	if (strcmp(json_object_get_string(name), "COLO_EXIT") == 0)
-		on_colo_exit(v, ev);
+		on_colo_exit(v, ev, 0);
 	else if ((strcmp(json_object_get_string(name), "RESUME") == 0 ||
 	    strcmp(json_object_get_string(name), "MIGRATION") == 0) &&
 	    (v->mode[0] == '\0' || strcmp(v->mode, "none") == 0) &&
@@ -837,6 +917,16 @@ bridge_new(struct loop *loop, const struct config *cf)
 		bridge_free(b);
 		return NULL;
 	}
+	if (cf->state_dir != NULL) {
+		char err[512];
+		if ((b->spool = spool_open(cf->state_dir, err,
+		    sizeof(err))) == NULL) {
+			log_warnx("state_dir: %s", err);
+			bridge_free(b);
+			return NULL;
+		}
+		mqtt_set_spool(b->mqtt, b->spool);
+	}
 	for (size_t i = 0; i < cf->nvms; i++) {
 		const struct config_vm	*cv = &cf->vms[i];
 		struct vm		*v = &b->vms[i];
@@ -845,6 +935,18 @@ bridge_new(struct loop *loop, const struct config *cf)
 		v->b = b;
 		v->cv = cv;
 		v->colo_status = -1;
+		if (cf->state_dir != NULL) {
+			struct vmstate st;
+			if (vmstate_load(cf->state_dir, cv->host, cv->name,
+			    &st) == 0) {
+				memcpy(v->mode, st.mode, ENUM_BUF);
+				memcpy(v->last_mode, st.last_mode, ENUM_BUF);
+				memcpy(v->reason, st.reason, ENUM_BUF);
+				v->exited = st.exited;
+				v->seq = v->seq_reserved = st.seq_reserved;
+				v->last_exit = st.last_exit;	/* taken over */
+			}
+		}
 		if (topic_build(v->t_event, sizeof(v->t_event), cf->base_topic,
 		    cv->host, cv->name, "event/colo_exit") == -1 ||
 		    topic_build(v->t_state, sizeof(v->t_state), cf->base_topic,
@@ -925,6 +1027,8 @@ bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 			    MQTT_PUB_RETAIN);
 	}
 	mqtt_shutdown(b->mqtt, b->t_bstate, b->offline_payload, timeout_ms);
+	for (size_t i = 0; i < b->nvms; i++)
+		save_state(&b->vms[i]);
 }
 
 void
@@ -940,6 +1044,7 @@ bridge_free(struct bridge *b)
 		json_object_put(b->vms[i].last_exit);
 	}
 	mqtt_free(b->mqtt);
+	spool_close(b->spool);
 	tk_cache_free(b->tk_cache);
 	loop_timer_free(b->stats_timer);
 	free(b->offline_payload);

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
+#include "spool.h"
 
 enum mev_type { MEV_CONNECTED, MEV_CONNECT_FAILED, MEV_LOST, MEV_ACK,
     MEV_NACK, MEV_MESSAGE, MEV_DISCONNECTED, MEV_SUBACK };
@@ -50,6 +51,7 @@ struct mev {
 struct entry {
 	struct entry	*next, *prev;
 	int		 token;		/* Paho's, while in flight */
+	uint64_t	 sid;		/* spool id, 0 if not spooled */
 	int		 inflight;
 	int		 qos;
 	int		 flags;
@@ -92,6 +94,8 @@ struct mqtt {
 	size_t			 count;
 	size_t			 inflight;
 	struct sub		*subs;
+	struct spool		*spool;
+	size_t			 spooled_bytes;	/* live bytes in the spool */
 	struct mqtt_stats	 stats;
 	uint64_t		 last_drop_log;
 };
@@ -312,6 +316,16 @@ cb_disc_fail5(void *ctx, MQTTAsync_failureData5 *r)
 
 /* --- the FIFO ----------------------------------------------------------- */
 
+/* The entry is finished (acknowledged or dropped): forget it durably. */
+static void
+entry_done(struct mqtt *m, struct entry *e)
+{
+	if (e->sid != 0 && m->spool != NULL) {
+		spool_ack(m->spool, e->sid);
+		m->spooled_bytes -= e->len + strlen(e->topic);
+	}
+}
+
 static void
 entry_free(struct entry *e)
 {
@@ -351,6 +365,7 @@ drop_oldest(struct mqtt *m)
 	if (e == NULL)
 		return -1;
 	unlink_entry(m, e);
+	entry_done(m, e);
 	m->stats.dropped++;
 	if (now - m->last_drop_log >= 1000 || m->last_drop_log == 0) {
 		log_warnx("MQTT buffer full (%zu messages): dropped the oldest "
@@ -388,14 +403,17 @@ rewind_fifo(struct mqtt *m)
 	m->stats.inflight = 0;
 }
 
-int
-mqtt_publish_corr(struct mqtt *m, const char *topic, const void *payload,
-    size_t len, int qos, int flags, const void *corr, size_t corr_len)
+/*
+ * Appends a message to the FIFO (sid: its spool id, or 0 to spool it now
+ * when a spool is set and it is not a state message).  0 or -1.
+ */
+static int
+enqueue(struct mqtt *m, const char *topic, const void *payload,
+    size_t len, int qos, int flags, const void *corr, size_t corr_len,
+    uint64_t sid)
 {
 	struct entry	*e;
 
-	if ((flags & MQTT_PUB_STATE) && !m->connected)
-		return 0;	/* republished by the connected callback */
 	if ((e = calloc(1, sizeof(*e))) == NULL ||
 	    (e->topic = strdup(topic)) == NULL ||
 	    (e->payload = malloc(len ? len : 1)) == NULL ||
@@ -414,6 +432,11 @@ mqtt_publish_corr(struct mqtt *m, const char *topic, const void *payload,
 	}
 	e->qos = qos;
 	e->flags = flags;
+	if (sid == 0 && m->spool != NULL && !(flags & MQTT_PUB_STATE) &&
+	    corr == NULL)
+		sid = spool_append(m->spool, topic, payload, len, qos, flags);
+	if ((e->sid = sid) != 0)
+		m->spooled_bytes += len + strlen(topic);
 	while (m->count >= m->cf->buffer_max)
 		if (drop_oldest(m) == -1)
 			break;
@@ -430,6 +453,53 @@ mqtt_publish_corr(struct mqtt *m, const char *topic, const void *payload,
 	m->stats.buffered = m->count;
 	pump(m);
 	return 0;
+}
+
+int
+mqtt_publish_corr(struct mqtt *m, const char *topic, const void *payload,
+    size_t len, int qos, int flags, const void *corr, size_t corr_len)
+{
+	if ((flags & MQTT_PUB_STATE) && !m->connected)
+		return 0;	/* republished by the connected callback */
+	return enqueue(m, topic, payload, len, qos, flags, corr, corr_len, 0);
+}
+
+static void
+replay_one(void *arg, uint64_t id, const char *topic, const void *payload,
+    size_t len, int qos, int flags)
+{
+	struct mqtt *m = arg;
+
+	enqueue(m, topic, payload, len, qos, flags & ~MQTT_PUB_STATE, NULL, 0,
+	    id);
+}
+
+void
+mqtt_set_spool(struct mqtt *m, struct spool *sp)
+{
+	m->spool = sp;
+	spool_replay(sp, replay_one, m);
+}
+
+/* Rewrites the spool with only the live messages when it has grown. */
+static void
+maybe_compact(struct mqtt *m)
+{
+	struct entry *e;
+
+	if (m->spool == NULL || !spool_should_compact(m->spool,
+	    m->spooled_bytes))
+		return;
+	spool_flush(m->spool);
+	if (spool_compact_begin(m->spool) == -1)
+		return;
+	for (e = m->head; e != NULL; e = e->next)
+		if (e->sid != 0 && spool_compact_add(m->spool, e->sid, e->topic,
+		    e->payload, e->len, e->qos, e->flags) == -1)
+			return;
+	if (spool_compact_commit(m->spool) == 0)
+		log_debug("mqtt: spool compacted to %llu bytes",
+		    (unsigned long long)spool_size(m->spool));
 }
 
 int
@@ -500,6 +570,7 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 		log_warnx("mqtt: broker refused publish to %s (reason 0x%02x); "
 		    "dropped", e->topic, code);
 		unlink_entry(m, e);
+		entry_done(m, e);
 		m->stats.dropped++;
 		entry_free(e);
 		return;
@@ -511,6 +582,7 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 		return;
 	}
 	unlink_entry(m, e);
+	entry_done(m, e);
 	m->stats.published++;
 	entry_free(e);
 }
@@ -750,6 +822,10 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 		free(e->text);
 		free(e);
 	}
+	if (m->spool != NULL) {
+		spool_flush(m->spool);	/* this batch's acknowledgements */
+		maybe_compact(m);
+	}
 }
 
 struct mqtt *
@@ -899,6 +975,8 @@ mqtt_shutdown(struct mqtt *m, const char *topic, const char *payload,
 		    MQTT_PUB_RETAIN);
 	while (m->connected && m->count > 0 && loop_now_ms() < deadline)
 		loop_run_once(m->loop, 50);
+	if (m->spool != NULL)
+		spool_flush(m->spool);
 	if (m->count > 0)
 		log_warnx("mqtt: %zu message(s) not delivered at shutdown",
 		    m->count);

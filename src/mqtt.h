@@ -31,6 +31,7 @@
 struct loop;
 struct config;
 struct mqtt;
+struct spool;
 
 #define MQTT_PUB_RETAIN	0x01	/* retained message */
 #define MQTT_PUB_STATE	0x02	/* current-state message: dropped on disconnect */
@@ -99,6 +100,14 @@ int		 mqtt_publish_corr(struct mqtt *, const char *topic,
  */
 int		 mqtt_subscribe(struct mqtt *, const char *filter, int qos,
 		    int no_retained);
+
+/*
+ * Makes the FIFO durable: every message but state messages is appended to
+ * sp when queued and marked done there when acknowledged or dropped.
+ * Messages recovered from sp are queued first, in their original order.
+ * The caller keeps ownership of sp and closes it after mqtt_free().
+ */
+void		 mqtt_set_spool(struct mqtt *, struct spool *sp);
 
 int		 mqtt_connected(const struct mqtt *);
 const struct mqtt_stats *mqtt_stats(const struct mqtt *);

@@ -1,0 +1,449 @@
+/*
+ * spool: see spool.h.
+ *
+ * Record layout (little endian, as this daemon only reads its own logs):
+ *   u8 kind ('M' or 'A'), u8 qos, u8 flags, u8 pad, u32 topic_len,
+ *   u32 payload_len, u64 id, topic bytes, payload bytes, u32 crc32
+ * where crc32 covers everything before it.  'A' records have empty topic
+ * and payload.  A record that is truncated or fails its CRC ends the
+ * recovery: everything after it is discarded (a torn write is always the
+ * last thing a crashed process wrote).
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool.h"
+
+#define SPOOL_HDR	20
+#define SPOOL_TOPIC_MAX	65535
+#define SPOOL_MSG_MAX	(16u * 1024 * 1024)
+#define ACK_BATCH	4096		/* bytes of 'A' records kept before writing */
+#define COMPACT_MIN	(8u * 1024 * 1024)
+
+struct rec {
+	struct rec	*next;
+	uint64_t	 id;
+	int		 qos, flags;
+	size_t		 tlen, plen;
+	char		 data[];	/* topic NUL payload */
+};
+
+struct spool {
+	char		*dir;
+	char		*path;
+	char		*tmppath;
+	int		 fd;
+	int		 cfd;		/* compaction file, -1 when none */
+	uint64_t	 next_id;
+	uint64_t	 size;
+	uint64_t	 recovered;
+	struct rec	*rhead, *rtail;	/* recovered, not yet replayed */
+	unsigned char	 abuf[ACK_BATCH];
+	size_t		 alen;
+	int		 warned;
+};
+
+static uint32_t
+crc32(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+	}
+	return ~crc;
+}
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/* Builds one record into a new buffer; *len gets its size.  NULL: no memory. */
+static unsigned char *
+build(char kind, uint64_t id, const char *topic, const void *payload,
+    size_t plen, int qos, int flags, size_t *len)
+{
+	size_t		 tlen = topic != NULL ? strlen(topic) : 0;
+	size_t		 n = SPOOL_HDR + tlen + plen + 4;
+	unsigned char	*b;
+
+	if ((b = malloc(n)) == NULL)
+		return NULL;
+	b[0] = (unsigned char)kind;
+	b[1] = (unsigned char)qos;
+	b[2] = (unsigned char)flags;
+	b[3] = 0;
+	put32(b + 4, (uint32_t)tlen);
+	put32(b + 8, (uint32_t)plen);
+	memcpy(b + 12, &id, 8);
+	if (tlen)
+		memcpy(b + SPOOL_HDR, topic, tlen);
+	if (plen)
+		memcpy(b + SPOOL_HDR + tlen, payload, plen);
+	put32(b + n - 4, crc32(0, b, n - 4));
+	*len = n;
+	return b;
+}
+
+/* write(2) all of buf.  0, or -1. */
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+rec_drop(struct spool *s, uint64_t id)
+{
+	struct rec *r, *prev = NULL;
+
+	for (r = s->rhead; r != NULL; prev = r, r = r->next)
+		if (r->id == id)
+			break;
+	if (r == NULL)
+		return;
+	if (prev != NULL)
+		prev->next = r->next;
+	else
+		s->rhead = r->next;
+	if (s->rtail == r)
+		s->rtail = prev;
+	free(r);
+}
+
+/*
+ * Reads the whole log: message records become recovered entries, ack
+ * records remove them.  Returns the number of valid bytes.
+ */
+static uint64_t
+recover(struct spool *s)
+{
+	unsigned char	 hdr[SPOOL_HDR];
+	uint64_t	 off = 0;
+	size_t		 got;
+	int		 clean = 0;
+	FILE		*f;
+
+	if ((f = fopen(s->path, "rb")) == NULL)
+		return 0;
+	for (;;) {
+		uint32_t	 tlen, plen, crc;
+		uint64_t	 id;
+		unsigned char	*b;
+		size_t		 n;
+
+		if ((got = fread(hdr, 1, SPOOL_HDR, f)) != SPOOL_HDR) {
+			clean = got == 0 && feof(f);
+			break;
+		}
+		tlen = get32(hdr + 4);
+		plen = get32(hdr + 8);
+		memcpy(&id, hdr + 12, 8);
+		if ((hdr[0] != 'M' && hdr[0] != 'A') || tlen > SPOOL_TOPIC_MAX ||
+		    plen > SPOOL_MSG_MAX || id == 0)
+			break;
+		n = SPOOL_HDR + tlen + plen + 4;
+		if ((b = malloc(n)) == NULL)
+			break;
+		memcpy(b, hdr, SPOOL_HDR);
+		if (fread(b + SPOOL_HDR, 1, n - SPOOL_HDR, f) != n - SPOOL_HDR) {
+			free(b);
+			break;
+		}
+		crc = get32(b + n - 4);
+		if (crc != crc32(0, b, n - 4)) {
+			free(b);
+			break;
+		}
+		if (id >= s->next_id)
+			s->next_id = id + 1;
+		if (hdr[0] == 'A')
+			rec_drop(s, id);
+		else {
+			struct rec *r = malloc(sizeof(*r) + tlen + 1 + plen + 1);
+			if (r == NULL) {
+				free(b);
+				break;
+			}
+			r->next = NULL;
+			r->id = id;
+			r->qos = hdr[1];
+			r->flags = hdr[2];
+			r->tlen = tlen;
+			r->plen = plen;
+			memcpy(r->data, b + SPOOL_HDR, tlen);
+			r->data[tlen] = '\0';
+			memcpy(r->data + tlen + 1, b + SPOOL_HDR + tlen, plen);
+			r->data[tlen + 1 + plen] = '\0';
+			if (s->rtail != NULL)
+				s->rtail->next = r;
+			else
+				s->rhead = r;
+			s->rtail = r;
+		}
+		free(b);
+		off += n;
+	}
+	if (!clean)
+		log_warnx("spool %s: torn or damaged record at offset %llu; "
+		    "the rest of the log is discarded", s->path,
+		    (unsigned long long)off);
+	fclose(f);
+	return off;
+}
+
+struct spool *
+spool_open(const char *dir, char *err, size_t errlen)
+{
+	struct spool	*s;
+	size_t		 n;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->fd = s->cfd = -1;
+	s->next_id = 1;
+	n = strlen(dir) + 16;
+	if ((s->dir = strdup(dir)) == NULL || (s->path = malloc(n)) == NULL ||
+	    (s->tmppath = malloc(n)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		spool_close(s);
+		return NULL;
+	}
+	snprintf(s->path, n, "%s/spool.log", dir);
+	snprintf(s->tmppath, n, "%s/spool.tmp", dir);
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		spool_close(s);
+		return NULL;
+	}
+	(void)recover(s);
+	for (struct rec *r = s->rhead; r != NULL; r = r->next)
+		s->recovered++;
+	/* Start from a compact log holding only what is still unsent. */
+	if (spool_compact_begin(s) == -1) {
+		snprintf(err, errlen, "%s: %s", s->tmppath, strerror(errno));
+		spool_close(s);
+		return NULL;
+	}
+	for (struct rec *r = s->rhead; r != NULL; r = r->next)
+		if (spool_compact_add(s, r->id, r->data, r->data + r->tlen + 1,
+		    r->plen, r->qos, r->flags) == -1)
+			break;
+	if (spool_compact_commit(s) == -1) {
+		snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
+		spool_close(s);
+		return NULL;
+	}
+	if (s->recovered > 0)
+		log_info("spool %s: %llu unsent message(s) recovered", s->path,
+		    (unsigned long long)s->recovered);
+	return s;
+}
+
+void
+spool_close(struct spool *s)
+{
+	struct rec *r, *nx;
+
+	if (s == NULL)
+		return;
+	if (s->fd != -1) {
+		spool_flush(s);
+		close(s->fd);
+	}
+	if (s->cfd != -1) {
+		close(s->cfd);
+		unlink(s->tmppath);
+	}
+	for (r = s->rhead; r != NULL; r = nx) {
+		nx = r->next;
+		free(r);
+	}
+	free(s->dir);
+	free(s->path);
+	free(s->tmppath);
+	free(s);
+}
+
+void
+spool_replay(struct spool *s, spool_cb cb, void *arg)
+{
+	struct rec *r, *nx;
+
+	for (r = s->rhead; r != NULL; r = nx) {
+		nx = r->next;
+		cb(arg, r->id, r->data, r->data + r->tlen + 1, r->plen, r->qos,
+		    r->flags);
+		free(r);
+	}
+	s->rhead = s->rtail = NULL;
+}
+
+uint64_t
+spool_append(struct spool *s, const char *topic, const void *payload,
+    size_t len, int qos, int flags)
+{
+	unsigned char	*b;
+	size_t		 n;
+	uint64_t	 id = s->next_id;
+
+	if (s->fd == -1 || len > SPOOL_MSG_MAX || strlen(topic) > SPOOL_TOPIC_MAX)
+		return 0;
+	if ((b = build('M', id, topic, payload, len, qos, flags, &n)) == NULL)
+		return 0;
+	if (write_all(s->fd, b, n) == -1) {
+		if (!s->warned++)
+			log_warn("spool %s: write failed; messages are kept in "
+			    "memory only until it works again", s->path);
+		free(b);
+		return 0;
+	}
+	free(b);
+	s->warned = 0;
+	s->next_id++;
+	s->size += n;
+	return id;
+}
+
+void
+spool_flush(struct spool *s)
+{
+	if (s->alen == 0 || s->fd == -1)
+		return;
+	if (write_all(s->fd, s->abuf, s->alen) == 0)
+		s->size += s->alen;
+	else if (!s->warned++)
+		log_warn("spool %s: write failed", s->path);
+	s->alen = 0;
+}
+
+void
+spool_ack(struct spool *s, uint64_t id)
+{
+	unsigned char	*b;
+	size_t		 n;
+
+	if (id == 0 || s->fd == -1)
+		return;
+	if ((b = build('A', id, NULL, NULL, 0, 0, 0, &n)) == NULL)
+		return;
+	if (s->alen + n > sizeof(s->abuf))
+		spool_flush(s);
+	memcpy(s->abuf + s->alen, b, n);
+	s->alen += n;
+	free(b);
+}
+
+int
+spool_should_compact(const struct spool *s, size_t live_bytes)
+{
+	return s->cfd == -1 && s->size > COMPACT_MIN &&
+	    s->size > 4 * (uint64_t)live_bytes;
+}
+
+int
+spool_compact_begin(struct spool *s)
+{
+	if (s->cfd != -1)
+		close(s->cfd);
+	s->cfd = open(s->tmppath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	return s->cfd == -1 ? -1 : 0;
+}
+
+int
+spool_compact_add(struct spool *s, uint64_t id, const char *topic,
+    const void *payload, size_t len, int qos, int flags)
+{
+	unsigned char	*b;
+	size_t		 n;
+	int		 r;
+
+	if (s->cfd == -1)
+		return -1;
+	if ((b = build('M', id, topic, payload, len, qos, flags, &n)) == NULL)
+		return -1;
+	r = write_all(s->cfd, b, n);
+	free(b);
+	if (r == -1) {
+		close(s->cfd);
+		s->cfd = -1;
+		unlink(s->tmppath);
+	}
+	return r;
+}
+
+int
+spool_compact_commit(struct spool *s)
+{
+	struct stat	st;
+	int		fd;
+
+	if (s->cfd == -1)
+		return -1;
+	if (fstat(s->cfd, &st) == -1 || rename(s->tmppath, s->path) == -1) {
+		log_warn("spool %s: compaction failed", s->path);
+		close(s->cfd);
+		s->cfd = -1;
+		unlink(s->tmppath);
+		return -1;
+	}
+	fd = s->cfd;
+	s->cfd = -1;
+	/* The compacted file is the new log; later appends go to it. */
+	if (s->fd != -1) {
+		s->alen = 0;	/* acks of compacted-away ids are moot */
+		close(s->fd);
+	}
+	s->fd = fd;
+	if (lseek(s->fd, 0, SEEK_END) == -1)
+		log_warn("spool lseek");
+	s->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+uint64_t
+spool_size(const struct spool *s)
+{
+	return s->size;
+}
+
+uint64_t
+spool_recovered(const struct spool *s)
+{
+	return s->recovered;
+}
