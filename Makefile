@@ -122,6 +122,8 @@ fuzz: deps
 
 # The benchmark (make bench) lives in tests/bench/bench.mk.
 -include tests/bench/bench.mk
+# The one-hour soak (make soak; not part of make test).
+-include tests/soak/soak.mk
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt
