@@ -83,6 +83,7 @@ struct bridge {
 	uint64_t		 tk_count[TK_NREASONS];	/* outcomes by reason */
 	uint64_t		 tk_accepted;
 	uint64_t		 tk_ignored;		/* unroutable requests */
+	size_t			 in_buffered;		/* all VMs' partial input */
 };
 
 static void
@@ -827,6 +828,8 @@ bridge_publish_stats(struct bridge *b)
 	add_u64(tot, "resent", ms->resent);
 	add_u64(tot, "mqtt_connects", ms->connects);
 	add_u64(tot, "vms_ready", ready);
+	add_u64(tot, "input_buffered", b->in_buffered);
+	add_u64(tot, "mqtt_in_dropped", ms->received_dropped);
 	{
 		json_object *cmd = json_object_new_object();
 		json_object *by = json_object_new_object();
@@ -971,6 +974,8 @@ bridge_new(struct loop *loop, const struct config *cf)
 		o.greeting_timeout_ms = cf->greeting_timeout_ms;
 		o.command_timeout_ms = cf->command_timeout_ms;
 		o.seed = seed + i * 0x9e3779b97f4a7c15ULL;
+		o.total_buffered = &b->in_buffered;
+		o.total_max = cf->max_input_total;
 		if (cf->status_interval_s > 0 &&
 		    (v->poll = loop_timer_new(loop, poll_tick, v)) == NULL) {
 			bridge_free(b);

@@ -426,7 +426,7 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 }
 
 static const char *const bridge_keys[] = { "host", "id", "state_dir",
-    "max_message", "backoff_min_ms", "backoff_max_ms", "greeting_timeout_ms",
+    "max_message", "max_input_total", "backoff_min_ms", "backoff_max_ms", "greeting_timeout_ms",
     "command_timeout_ms", "stats_interval_s", "status_interval_s", NULL };
 
 static int
@@ -434,6 +434,7 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 {
 	const config_setting_t	*g = get_group(c, root, "bridge");
 	long long		 maxmsg = 1024 * 1024;
+	long long		 maxtot = 64LL * 1024 * 1024;
 	char			 hn[256];
 
 	if (c->failed)
@@ -450,6 +451,8 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 	    get_str(c, g, "bridge", "state_dir", &cf->state_dir, 0) == -1 ||
 	    get_int(c, g, "bridge", "max_message", &maxmsg, 1024,
 	    64LL * 1024 * 1024) == -1 ||
+	    get_int(c, g, "bridge", "max_input_total", &maxtot, 1024,
+	    16LL * 1024 * 1024 * 1024) == -1 ||
 	    get_uint(c, g, "bridge", "backoff_min_ms", &cf->backoff_min_ms,
 	    1, 3600000) == -1 ||
 	    get_uint(c, g, "bridge", "backoff_max_ms", &cf->backoff_max_ms,
@@ -464,6 +467,10 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 	    &cf->status_interval_s, 0, 86400) == -1))
 		return -1;
 	cf->max_msg_bytes = (size_t)maxmsg;
+	cf->max_input_total = (size_t)maxtot;
+	if (cf->max_input_total < cf->max_msg_bytes)
+		return cerr(c, config_setting_get_member(g, "max_input_total"),
+		    "bridge.max_input_total", "smaller than max_message");
 	if (cf->backoff_max_ms < cf->backoff_min_ms)
 		return cerr(c, config_setting_get_member(g, "backoff_max_ms"),
 		    "bridge.backoff_max_ms", "smaller than backoff_min_ms");

@@ -49,6 +49,7 @@ struct config {
 	char		*bridge_id;	/* default: client_id */
 	char		*state_dir;	/* NULL: none */
 	size_t		 max_msg_bytes;	/* QMP input message limit */
+	size_t		 max_input_total; /* all VMs' partial input, bytes */
 	unsigned	 backoff_min_ms;
 	unsigned	 backoff_max_ms;
 	unsigned	 greeting_timeout_ms;

@@ -82,6 +82,8 @@ struct mqtt {
 	int			 efd;
 	pthread_mutex_t		 lock;
 	struct mev		*evq, *evq_tail;
+	size_t			 evq_msgs;	/* MEV_MESSAGE queued (locked) */
+	uint64_t		 evq_dropped;	/* messages refused (locked) */
 
 	int			 connected;
 	int			 connecting;
@@ -105,12 +107,28 @@ static void	start_connect(struct mqtt *);
 
 /* --- Paho's threads: post and return ---------------------------------- */
 
+/*
+ * Received messages waiting for the loop are bounded: a flood on a
+ * subscribed topic while the loop is busy is dropped here, counted, rather
+ * than growing without limit.  Only commands arrive this way.
+ */
+#define EVQ_MSGS_MAX	10000
+
 static void
 post(struct mqtt *m, struct mev *e)
 {
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&m->lock);
+	if (e->type == MEV_MESSAGE) {
+		if (m->evq_msgs >= EVQ_MSGS_MAX) {
+			m->evq_dropped++;
+			pthread_mutex_unlock(&m->lock);
+			free(e);
+			return;
+		}
+		m->evq_msgs++;
+	}
 	if (m->evq_tail != NULL)
 		m->evq_tail->next = e;
 	else
@@ -778,6 +796,13 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 	pthread_mutex_lock(&m->lock);
 	e = m->evq;
 	m->evq = m->evq_tail = NULL;
+	m->evq_msgs = 0;
+	if (m->evq_dropped > 0) {
+		m->stats.received_dropped += m->evq_dropped;
+		log_warnx("mqtt: %llu received message(s) dropped: the event "
+		    "queue was full", (unsigned long long)m->evq_dropped);
+		m->evq_dropped = 0;
+	}
 	pthread_mutex_unlock(&m->lock);
 	for (; e != NULL; e = nx) {
 		nx = e->next;

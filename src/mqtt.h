@@ -68,6 +68,7 @@ struct mqtt_stats {
 	uint64_t	resent;		/* sent again after a loss */
 	uint64_t	connects;
 	uint64_t	received;
+	uint64_t	received_dropped;	/* inbound flood dropped */
 	size_t		buffered;	/* now in the FIFO */
 	size_t		inflight;	/* now handed to Paho */
 };

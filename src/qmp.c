@@ -63,6 +63,7 @@ struct qmp {
 	int			 paused;
 	int			 failing;	/* drop after the current feed */
 	int			 attempts;
+	size_t			 buffered;	/* our share of *total_buffered */
 	struct loop_timer	*timer;
 	struct backoff		 bo;
 	struct jstream		*js;
@@ -137,6 +138,9 @@ close_fd(struct qmp *q)
 	q->wcap = 0;
 	q->failing = 0;
 	jstream_reset(q->js);
+	if (q->o.total_buffered != NULL)
+		*q->o.total_buffered -= q->buffered;
+	q->buffered = 0;
 }
 
 void
@@ -604,6 +608,32 @@ on_frame(void *arg, enum jstream_kind kind, const char *buf, size_t len)
 	json_object_put(msg);
 }
 
+/*
+ * Keeps the shared total of buffered input up to date and enforces its
+ * bound: the connection whose partial message crosses it loses that
+ * message (the framer resynchronises on what follows).
+ */
+static void
+account(struct qmp *q)
+{
+	size_t	now = jstream_buffered(q->js);
+
+	if (q->o.total_buffered == NULL)
+		return;
+	*q->o.total_buffered += now - q->buffered;	/* wraps correctly */
+	q->buffered = now;
+	if (q->o.total_max > 0 && *q->o.total_buffered > q->o.total_max &&
+	    now > 0) {
+		q->stats.oversized++;
+		log_warnx("%s: input buffers of all VMs over %zu bytes: partial "
+		    "message of %zu bytes dropped", q->o.name, q->o.total_max,
+		    now);
+		jstream_reset(q->js);
+		*q->o.total_buffered -= now;
+		q->buffered = 0;
+	}
+}
+
 static void
 do_read(struct qmp *q)
 {
@@ -623,6 +653,7 @@ do_read(struct qmp *q)
 		}
 		if (jstream_feed(q->js, buf, (size_t)n, on_frame, q) == -1)
 			log_warnx("%s: out of memory framing input", q->o.name);
+		account(q);
 		if (q->failing) {
 			qmp_drop(q, "protocol error");
 			return;

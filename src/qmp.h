@@ -35,6 +35,14 @@ struct qmp_opts {
 	unsigned	 greeting_timeout_ms;
 	unsigned	 command_timeout_ms;
 	uint64_t	 seed;		/* backoff jitter seed */
+	/*
+	 * Shared by all connections: bytes of input buffered for incomplete
+	 * messages, and its bound (0: none).  A connection that pushes the
+	 * total over the bound drops its own partial message (counted
+	 * oversized) and resynchronises.
+	 */
+	size_t		*total_buffered;
+	size_t		 total_max;
 };
 
 struct qmp_callbacks {
