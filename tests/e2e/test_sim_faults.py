@@ -255,6 +255,29 @@ def test_endless(ctx):
     r.check_totals(st)
 
 
+def test_total_input_bound(ctx):
+    # Two VMs each hold an incomplete 550 kB message: together they would
+    # exceed max_input_total (1 MB), so the one that crosses the bound loses
+    # its partial message (counted oversized); both recover at the line end.
+    r = Rig(ctx, bridge={"max_message": 600000, "max_input_total": 1000000})
+    c0 = r.connects(FAULTY)
+    r.sim.cmd("endless %s %d" % (FAULTY, 550000), timeout=30)
+    r.sim.cmd("endless vm3 %d" % 550000, timeout=30)
+    st = r.stats(lambda s: s["totals"]["oversized"] >= 1,
+                 what="a partial message dropped at the total input bound")
+    check(st["totals"]["input_buffered"] <= 1000000,
+          "input_buffered %d over max_input_total" %
+          st["totals"]["input_buffered"])
+    check_eq(st["totals"]["oversized"], 1, "oversized total")
+    r.raw(FAULTY, CRLF)
+    r.raw("vm3", CRLF)
+    r.after_fault("two partial messages over max_input_total", connects=c0)
+    r.event("vm3", what="vm3 after the total input bound")
+    st = r.stats()
+    check_eq(st["totals"]["input_buffered"], 0, "input_buffered at rest")
+    r.check_totals(st)
+
+
 def mem_kib(pid, field):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -474,4 +497,5 @@ if __name__ == "__main__":
            test_oversized_2mib, test_small_max_message, test_endless,
            test_deep_nesting, test_slow, test_close_mid_message,
            test_unlisten_listen, test_mute_greeting_timeout,
-           test_malformed_and_unexpected, test_fault_storm)
+           test_malformed_and_unexpected, test_fault_storm,
+           test_total_input_bound)
