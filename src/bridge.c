@@ -580,6 +580,8 @@ failover_done(struct failover *fo, const struct failover_result *fr,
 	free(run->corr);
 	memset(run, 0, sizeof(*run));
 	failover_free(fo);
+	if (fr->sent)	/* refusals before the command do not count */
+		v->tk_last_ms = loop_now_ms();
 	/* The failover changed the COLO state: publish it. */
 	v->dirty = 1;
 	query_status(v);
@@ -725,7 +727,6 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 		    msg, 1);
 		return;
 	}
-	v->tk_last_ms = nowms;
 	b->tk_accepted++;
 	log_info("takeover %s/%s id=%s: accepted (expect_mode %s)",
 	    v->cv->host, v->cv->name, req.id,

@@ -733,8 +733,12 @@ do_subscribe(struct mqtt *m, struct sub *s)
 
 	ro.context = s;
 	if (m->cf->mqtt_version == 5) {
-		if (s->no_retained)
+		if (s->no_retained) {
+			/* Never send retained ones, and keep the retain flag
+			 * of live ones so that they can be refused. */
 			ro.subscribeOptions.retainHandling = 2;
+			ro.subscribeOptions.retainAsPublished = 1;
+		}
 		ro.onSuccess5 = cb_sub_ok5;
 		ro.onFailure5 = cb_sub_fail5;
 	} else {

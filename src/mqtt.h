@@ -97,7 +97,9 @@ int		 mqtt_publish_corr(struct mqtt *, const char *topic,
 
 /*
  * Subscribes (on every connection, now and after reconnects): no_retained
- * asks an MQTT 5 broker not to send retained messages (retain handling 2).
+ * asks an MQTT 5 broker not to send retained messages (retain handling 2)
+ * and to keep the retain flag of messages published retained while the
+ * subscription exists (retain as published), so they can be told apart.
  */
 int		 mqtt_subscribe(struct mqtt *, const char *filter, int qos,
 		    int no_retained);

@@ -380,14 +380,12 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 	}
 
 	/*
-	 * A malformed signature (short, long, uppercase) is not a bad
-	 * request: req->sig stays "" and tk_verify() refuses it as a bad
+	 * A missing or malformed signature (short, long, uppercase) is not a
+	 * bad request: req->sig stays "" and tk_verify() refuses it as a bad
 	 * signature.  Without HMAC auth a "sig" is tolerated and ignored.
 	 */
 	if ((rv = get_str(o, "sig", &s, &n)) == -1)
 		return bad(why, "sig must be a string");
-	if (rv == 0 && need_sig)
-		return bad(why, "missing sig");
 	if (rv == 1 && need_sig && is_sig_hex(s, n)) {
 		memcpy(req->sig, s, n);
 		req->sig[n] = '\0';

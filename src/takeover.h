@@ -59,8 +59,9 @@ struct tk_request {
  * set to a static description.  req->id is filled whenever a valid id was
  * found, even when another field is bad, so that a refusal can name it
  * (not with duplicate keys); the rest of req is then zeroed.
- * need_sig: "sig" is required (HMAC auth) and kept only when it is 64
- * lowercase hex digits (else req->sig is "" and tk_verify() refuses it);
+ * need_sig: "sig" (HMAC auth) is kept only when it is 64 lowercase hex
+ * digits; when it is missing or malformed req->sig is "" and tk_verify()
+ * refuses the request as a bad signature;
  * without need_sig a string "sig" is tolerated and ignored.
  */
 enum tk_reason	 tk_parse(const void *payload, size_t len, int need_sig,
