@@ -189,37 +189,7 @@ main(int argc, char *argv[])
 	uint64_t		 deadline;
 
 	memset(&c, 0, sizeof(c));
-	while ((ch = getopt_long(argc, argv, "+c:vh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			file = optarg;
-			break;
-		case 'v':
-			verbose++;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind < 3) {
-		usage(stderr);
-		return 2;
-	}
-	if (strcmp(argv[optind], "takeover") == 0)
-		c.takeover = 1;
-	else if (strcmp(argv[optind], "status") != 0) {
-		fprintf(stderr, "qmp2mqtt-ctl: unknown command \"%s\"\n",
-		    argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	c.host = argv[optind + 1];
-	c.vm = argv[optind + 2];
-	optind += 3;
+	/* GNU getopt permutes: options may come before or after operands. */
 	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -229,10 +199,10 @@ main(int argc, char *argv[])
 			verbose++;
 			break;
 		case 'e':
-			if (!c.takeover || (strcmp(optarg, "primary") != 0 &&
-			    strcmp(optarg, "secondary") != 0)) {
+			if (strcmp(optarg, "primary") != 0 &&
+			    strcmp(optarg, "secondary") != 0) {
 				fprintf(stderr, "qmp2mqtt-ctl: --expect takes "
-				    "primary or secondary (takeover only)\n");
+				    "primary or secondary\n");
 				return 2;
 			}
 			c.expect = optarg;
@@ -248,10 +218,9 @@ main(int argc, char *argv[])
 			}
 			break;
 		case 'i':
-			if (!c.takeover || strlen(optarg) == 0 ||
-			    strlen(optarg) > TK_ID_MAX) {
+			if (strlen(optarg) == 0 || strlen(optarg) > TK_ID_MAX) {
 				fprintf(stderr, "qmp2mqtt-ctl: --id takes 1 to %d "
-				    "characters (takeover only)\n", TK_ID_MAX);
+				    "characters\n", TK_ID_MAX);
 				return 2;
 			}
 			snprintf(c.id, sizeof(c.id), "%s", optarg);
@@ -264,10 +233,25 @@ main(int argc, char *argv[])
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (argc - optind != 3) {
 		usage(stderr);
 		return 2;
 	}
+	if (strcmp(argv[optind], "takeover") == 0)
+		c.takeover = 1;
+	else if (strcmp(argv[optind], "status") != 0) {
+		fprintf(stderr, "qmp2mqtt-ctl: unknown command \"%s\"\n",
+		    argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (!c.takeover && (c.expect != NULL || c.id[0] != '\0')) {
+		fprintf(stderr, "qmp2mqtt-ctl: --expect and --id go with "
+		    "takeover\n");
+		return 2;
+	}
+	c.host = argv[optind + 1];
+	c.vm = argv[optind + 2];
 	log_init(verbose, "qmp2mqtt-ctl");
 	if ((why = topic_level_check(c.host)) != NULL ||
 	    (why = topic_level_check(c.vm)) != NULL) {
