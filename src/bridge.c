@@ -831,6 +831,12 @@ bridge_publish_stats(struct bridge *b)
 	add_u64(tot, "vms_ready", ready);
 	add_u64(tot, "input_buffered", b->in_buffered);
 	add_u64(tot, "mqtt_in_dropped", ms->received_dropped);
+	json_object_object_add(o, "schema", json_object_new_int(1));
+	json_object_object_add(o, "host", json_object_new_string(b->cf->host));
+	json_object_object_add(o, "bridge",
+	    json_object_new_string(b->cf->bridge_id));
+	add_u64(o, "uptime_s", (loop_now_ms() - b->started_ms) / 1000);
+	json_object_object_add(o, "totals", tot);
 	{
 		json_object *cmd = json_object_new_object();
 		json_object *by = json_object_new_object();
@@ -847,12 +853,6 @@ bridge_publish_stats(struct bridge *b)
 		json_object_object_add(cmd, "by_reason", by);
 		json_object_object_add(o, "commands", cmd);
 	}
-	json_object_object_add(o, "schema", json_object_new_int(1));
-	json_object_object_add(o, "host", json_object_new_string(b->cf->host));
-	json_object_object_add(o, "bridge",
-	    json_object_new_string(b->cf->bridge_id));
-	add_u64(o, "uptime_s", (loop_now_ms() - b->started_ms) / 1000);
-	json_object_object_add(o, "totals", tot);
 	json_object_object_add(o, "vms", vms);
 	log_debug("stats: events_in=%" PRIu64 " events_out=%" PRIu64
 	    " invalid=%" PRIu64 " oversized=%" PRIu64 " dropped=%" PRIu64
