@@ -84,6 +84,11 @@ struct bridge {
 	uint64_t		 tk_accepted;
 	uint64_t		 tk_ignored;		/* unroutable requests */
 	size_t			 in_buffered;		/* all VMs' partial input */
+	struct json_tokener	*tok;			/* shared by all VMs */
+	struct qmp_gate		*gate;			/* backpressure */
+	uint64_t		 log_sec;		/* COLO_EXIT log rate limit */
+	unsigned		 log_count;
+	unsigned		 log_suppressed;
 };
 
 static void
@@ -349,6 +354,34 @@ on_down(struct qmp *q, void *arg)
 	publish_state(v);
 }
 
+/*
+ * Every COLO_EXIT is logged, but at most LOG_EXITS_PER_S a second: a burst
+ * (a benchmark, a flapping VM) costs one summary line, not one line per
+ * event.  Returns 1 when this event may be logged.
+ */
+#define LOG_EXITS_PER_S	20
+
+static int
+log_budget(struct bridge *b)
+{
+	uint64_t sec = loop_now_ms() / 1000;
+
+	if (sec != b->log_sec) {
+		if (b->log_suppressed > 0)
+			log_info("%u more COLO_EXIT event(s) published but not "
+			    "logged (over %d/s)", b->log_suppressed,
+			    LOG_EXITS_PER_S);
+		b->log_sec = sec;
+		b->log_count = b->log_suppressed = 0;
+	}
+	if (b->log_count < LOG_EXITS_PER_S) {
+		b->log_count++;
+		return 1;
+	}
+	b->log_suppressed++;
+	return 0;
+}
+
 static void
 on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 {
@@ -385,10 +418,12 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 	}
 	mode = json_object_object_get(out, "mode");
 	reason = json_object_object_get(out, "reason");
-	log_info("%s/%s: COLO_EXIT mode=%s reason=%s seq=%" PRIu64,
-	    v->cv->host, v->cv->name,
-	    mode ? json_object_get_string(mode) : "null",
-	    reason ? json_object_get_string(reason) : "null", ctx.seq);
+	if (log_budget(b))
+		log_info("%s/%s: COLO_EXIT mode=%s reason=%s seq=%" PRIu64 "%s",
+		    v->cv->host, v->cv->name,
+		    mode ? json_object_get_string(mode) : "null",
+		    reason ? json_object_get_string(reason) : "null", ctx.seq,
+		    reconciled ? " (reconciled)" : "");
 	publish_json(b, v->t_event, out, b->cf->qos, 0);
 	b->events_out++;
 	json_object_put(v->last_exit);
@@ -444,6 +479,15 @@ publish_bridge_state(struct bridge *b)
 	json_object_object_add(o, "vms", json_object_new_int64((int64_t)b->nvms));
 	publish_json(b, b->t_bstate, o, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
 	json_object_put(o);
+}
+
+/* The broker is slower than QEMU: stop (or resume) reading QMP input. */
+static void
+on_mqtt_flow(struct mqtt *m, int full, void *arg)
+{
+	struct bridge *b = arg;
+
+	qmp_gate_set(b->gate, full);
 }
 
 static void
@@ -892,7 +936,7 @@ bridge_new(struct loop *loop, const struct config *cf)
 {
 	struct bridge		*b;
 	struct mqtt_callbacks	 mcb = { on_mqtt_connected, NULL,
-	    on_mqtt_message, NULL };
+	    on_mqtt_message, NULL, on_mqtt_flow };
 	struct qmp_callbacks	 qcb = { on_ready, on_event, on_down };
 	uint64_t		 seed = (uint64_t)loop_wall_us() ^
 	    ((uint64_t)getpid() << 32);
@@ -905,6 +949,15 @@ bridge_new(struct loop *loop, const struct config *cf)
 	}
 	b->loop = loop;
 	b->cf = cf;
+	if ((b->tok = json_tokener_new_ex(QMP_MAX_DEPTH)) == NULL ||
+	    (b->gate = qmp_gate_new()) == NULL) {
+		log_warnx("bridge: out of memory");
+		if (b->tok != NULL)
+			json_tokener_free(b->tok);
+		free(b->vms);
+		free(b);
+		return NULL;
+	}
 	b->started_us = loop_wall_us();
 	b->started_ms = loop_now_ms();
 	if (topic_build(b->t_bstate, sizeof(b->t_bstate), cf->base_topic,
@@ -976,6 +1029,8 @@ bridge_new(struct loop *loop, const struct config *cf)
 		o.command_timeout_ms = cf->command_timeout_ms;
 		o.seed = seed + i * 0x9e3779b97f4a7c15ULL;
 		o.total_buffered = &b->in_buffered;
+		o.tok = b->tok;
+		o.gate = b->gate;
 		o.total_max = cf->max_input_total;
 		if (cf->status_interval_s > 0 &&
 		    (v->poll = loop_timer_new(loop, poll_tick, v)) == NULL) {
@@ -1052,6 +1107,9 @@ bridge_free(struct bridge *b)
 	mqtt_free(b->mqtt);
 	spool_close(b->spool);
 	tk_cache_free(b->tk_cache);
+	if (b->tok != NULL)
+		json_tokener_free(b->tok);
+	qmp_gate_free(b->gate);
 	loop_timer_free(b->stats_timer);
 	free(b->offline_payload);
 	free(b->vms);

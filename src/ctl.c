@@ -180,7 +180,8 @@ main(int argc, char *argv[])
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*file = "/etc/qmp2mqtt/qmp2mqtt.conf";
-	struct mqtt_callbacks	 mcb = { NULL, NULL, on_message, on_subscribed };
+	struct mqtt_callbacks	 mcb = { NULL, NULL, on_message, on_subscribed,
+	    NULL };
 	struct ctl		 c;
 	char			 err[1024], *end;
 	const char		*why;

@@ -96,6 +96,8 @@ struct mqtt {
 	size_t			 count;
 	size_t			 inflight;
 	struct sub		*subs;
+	int			 full;		/* flow: above high water */
+	size_t			 high_water;
 	struct spool		*spool;
 	size_t			 spooled_bytes;	/* live bytes in the spool */
 	struct mqtt_stats	 stats;
@@ -103,6 +105,7 @@ struct mqtt {
 };
 
 static void	pump(struct mqtt *);
+static void	flow_check(struct mqtt *);
 static void	start_connect(struct mqtt *);
 
 /* --- Paho's threads: post and return ---------------------------------- */
@@ -118,6 +121,7 @@ static void
 post(struct mqtt *m, struct mev *e)
 {
 	uint64_t one = 1;
+	int	 wake;
 
 	pthread_mutex_lock(&m->lock);
 	if (e->type == MEV_MESSAGE) {
@@ -129,13 +133,16 @@ post(struct mqtt *m, struct mev *e)
 		}
 		m->evq_msgs++;
 	}
+	/* Only the first event of a batch needs to wake the loop. */
+	wake = m->evq == NULL;
 	if (m->evq_tail != NULL)
 		m->evq_tail->next = e;
 	else
 		m->evq = e;
 	m->evq_tail = e;
 	pthread_mutex_unlock(&m->lock);
-	(void)!write(m->efd, &one, sizeof(one));
+	if (wake)
+		(void)!write(m->efd, &one, sizeof(one));
 }
 
 static void
@@ -470,6 +477,7 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 	m->stats.queued++;
 	m->stats.buffered = m->count;
 	pump(m);
+	flow_check(m);
 	return 0;
 }
 
@@ -525,6 +533,30 @@ mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
     size_t len, int qos, int flags)
 {
 	return mqtt_publish_corr(m, topic, payload, len, qos, flags, NULL, 0);
+}
+
+/*
+ * Backpressure with hysteresis: full from high_water, not full again
+ * below half of it; never full while disconnected.
+ */
+static void
+flow_check(struct mqtt *m)
+{
+	int full;
+
+	if (!m->connected)
+		full = 0;
+	else if (m->full)
+		full = m->count > m->high_water / 2;
+	else
+		full = m->count >= m->high_water;
+	if (full == m->full)
+		return;
+	m->full = full;
+	log_debug("mqtt: %s (%zu queued)", full ? "backpressure on" :
+	    "backpressure off", m->count);
+	if (m->cb.flow != NULL)
+		m->cb.flow(m, full, m->arg);
 }
 
 /* Hands waiting entries to Paho while the window has room. */
@@ -603,6 +635,8 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 	entry_done(m, e);
 	m->stats.published++;
 	entry_free(e);
+	if (m->full)
+		flow_check(m);
 }
 
 /* --- connection --------------------------------------------------------- */
@@ -768,6 +802,7 @@ on_connected(struct mqtt *m)
 	if (m->cb.connected != NULL)
 		m->cb.connected(m, m->arg);
 	pump(m);
+	flow_check(m);
 }
 
 static void
@@ -784,6 +819,7 @@ on_lost(struct mqtt *m, const char *why, int attempt)
 		log_warnx("mqtt: cannot connect to %s: %s", m->cf->uris[0],
 		    why ? why : "?");
 	rewind_fifo(m);
+	flow_check(m);
 	if (m->cb.lost != NULL && (was || attempt))
 		m->cb.lost(m, m->arg);
 	schedule_connect(m);
@@ -888,6 +924,12 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	if ((m->timer = loop_timer_new(loop, reconnect_timer, m)) == NULL ||
 	    loop_fd_add(loop, m->efd, EPOLLIN, drain, m) == -1)
 		goto fail;
+	/* Backpressure from a few windows' worth, well below the bound. */
+	m->high_water = 4 * (size_t)cf->inflight_max;
+	if (m->high_water < 1024)
+		m->high_water = 1024;
+	if (m->high_water > cf->buffer_max / 2)
+		m->high_water = cf->buffer_max / 2 > 0 ? cf->buffer_max / 2 : 1;
 	co.MQTTVersion = cf->mqtt_version == 5 ? MQTTVERSION_5 :
 	    MQTTVERSION_3_1_1;
 	co.sendWhileDisconnected = 0;

@@ -59,6 +59,13 @@ struct mqtt_callbacks {
 	/* The broker answered a SUBSCRIBE for filter (ok: granted). */
 	void	(*subscribed)(struct mqtt *, const char *filter, int ok,
 		    void *arg);
+	/*
+	 * Flow control: full is 1 when, while connected, the FIFO reached
+	 * its high-water mark (the broker is slower than the producers), and
+	 * 0 once it drained to half of it or the connection was lost (while
+	 * disconnected, producers keep going and the bound drops the oldest).
+	 */
+	void	(*flow)(struct mqtt *, int full, void *arg);
 };
 
 struct mqtt_stats {

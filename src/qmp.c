@@ -33,7 +33,6 @@
 #define QMP_READ_CHUNK	65536
 #define QMP_READS_MAX	16		/* reads per wakeup, for fairness */
 #define QMP_WBUF_MAX	(256 * 1024)	/* queued output limit */
-#define QMP_MAX_DEPTH	64
 
 enum qstate {
 	Q_IDLE, Q_BACKOFF, Q_CONNECTING, Q_GREETING, Q_NEGOTIATING, Q_READY
@@ -51,8 +50,15 @@ struct pending {
 	void		*arg;
 };
 
+struct qmp_gate {
+	int		 closed;
+	struct qmp	*waiting;	/* connections stopped at the gate */
+};
+
 struct qmp {
 	struct loop		*loop;
+	struct qmp		*gnext, *gprev;	/* on gate->waiting */
+	int			 gated;
 	struct qmp_opts		 o;
 	struct qmp_callbacks	 cb;
 	void			*arg;
@@ -78,6 +84,7 @@ struct qmp {
 };
 
 static void	qmp_connect(struct qmp *);
+static void	gate_leave(struct qmp *);
 static void	qmp_drop(struct qmp *, const char *why);
 static void	qmp_io(struct loop *, int, uint32_t, void *);
 static void	qmp_timer(struct loop *, struct loop_timer *, void *);
@@ -127,6 +134,7 @@ fail_pending(struct qmp *q)
 static void
 close_fd(struct qmp *q)
 {
+	gate_leave(q);
 	if (q->fd != -1) {
 		loop_fd_del(q->loop, q->fd);
 		close(q->fd);
@@ -148,6 +156,7 @@ qmp_free(struct qmp *q)
 {
 	if (q == NULL)
 		return;
+	gate_leave(q);
 	q->st = Q_IDLE;
 	close_fd(q);
 	fail_pending(q);
@@ -229,11 +238,76 @@ set_events(struct qmp *q)
 		return;
 	if (q->st == Q_CONNECTING || q->wlen > q->woff)
 		ev |= EPOLLOUT;
-	if (q->st != Q_CONNECTING && !q->paused)
+	if (q->st != Q_CONNECTING && !q->paused && !q->gated)
 		ev |= EPOLLIN;
 	if (ev != q->evmask) {
 		q->evmask = ev;
 		loop_fd_mod(q->loop, q->fd, ev);
+	}
+}
+
+struct qmp_gate *
+qmp_gate_new(void)
+{
+	return calloc(1, sizeof(struct qmp_gate));
+}
+
+void
+qmp_gate_free(struct qmp_gate *g)
+{
+	free(g);
+}
+
+int
+qmp_gate_closed(const struct qmp_gate *g)
+{
+	return g != NULL && g->closed;
+}
+
+static void
+gate_leave(struct qmp *q)
+{
+	struct qmp_gate *g = q->o.gate;
+
+	if (!q->gated)
+		return;
+	if (q->gprev != NULL)
+		q->gprev->gnext = q->gnext;
+	else
+		g->waiting = q->gnext;
+	if (q->gnext != NULL)
+		q->gnext->gprev = q->gprev;
+	q->gnext = q->gprev = NULL;
+	q->gated = 0;
+}
+
+static void
+gate_wait(struct qmp *q)
+{
+	struct qmp_gate *g = q->o.gate;
+
+	if (q->gated)
+		return;
+	q->gated = 1;
+	q->gprev = NULL;
+	q->gnext = g->waiting;
+	if (g->waiting != NULL)
+		g->waiting->gprev = q;
+	g->waiting = q;
+	set_events(q);
+}
+
+void
+qmp_gate_set(struct qmp_gate *g, int closed)
+{
+	struct qmp *q;
+
+	g->closed = closed != 0;
+	if (g->closed)
+		return;
+	while ((q = g->waiting) != NULL) {
+		gate_leave(q);
+		set_events(q);
 	}
 }
 
@@ -583,7 +657,9 @@ on_frame(void *arg, enum jstream_kind kind, const char *buf, size_t len)
 	case JSTREAM_MSG:
 		break;
 	}
-	if ((tok = json_tokener_new_ex(QMP_MAX_DEPTH)) == NULL) {
+	if ((tok = q->o.tok) != NULL)
+		json_tokener_reset(tok);
+	else if ((tok = json_tokener_new_ex(QMP_MAX_DEPTH)) == NULL) {
 		log_warnx("%s: out of memory", q->o.name);
 		return;
 	}
@@ -597,10 +673,12 @@ on_frame(void *arg, enum jstream_kind kind, const char *buf, size_t len)
 		log_warnx("%s: invalid JSON skipped (%s): \"%s\"", q->o.name,
 		    json_tokener_error_desc(json_tokener_get_error(tok)), ex);
 		json_object_put(msg);
-		json_tokener_free(tok);
+		if (tok != q->o.tok)
+			json_tokener_free(tok);
 		return;
 	}
-	json_tokener_free(tok);
+	if (tok != q->o.tok)
+		json_tokener_free(tok);
 	if (log_getverbose() > 1)
 		log_debug("%s: <- %.*s", q->o.name, (int)(len > 300 ? 300 : len),
 		    buf);
@@ -634,12 +712,23 @@ account(struct qmp *q)
 	}
 }
 
+/*
+ * Reads until EAGAIN, at most QMP_READS_MAX chunks (fairness), and stops
+ * early when the connection is paused or its gate closes, unless force
+ * (a hang-up: what is left must be read to see the EOF).
+ */
 static void
-do_read(struct qmp *q)
+do_read(struct qmp *q, int force)
 {
 	char	buf[QMP_READ_CHUNK];
 
-	for (int i = 0; i < QMP_READS_MAX && q->fd != -1 && !q->paused; i++) {
+	for (int i = 0; i < QMP_READS_MAX && q->fd != -1; i++) {
+		if (!force && q->paused)
+			return;
+		if (!force && qmp_gate_closed(q->o.gate)) {
+			gate_wait(q);
+			return;
+		}
 		ssize_t n = read(q->fd, buf, sizeof(buf));
 		if (n == 0) {
 			qmp_drop(q, "closed by QEMU");
@@ -689,17 +778,14 @@ qmp_io(struct loop *l, int fd, uint32_t events, void *arg)
 		}
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (q->paused && !(events & (EPOLLHUP | EPOLLERR)))
-			return;
-		if (q->paused) {
-			/* Let a hang-up through: read what is left. */
-			q->paused = 0;
-			do_read(q);
-			if (q->fd != -1)
-				qmp_pause(q, 1);
+		if (qmp_gate_closed(q->o.gate) &&
+		    !(events & (EPOLLHUP | EPOLLERR))) {
+			gate_wait(q);
 			return;
 		}
-		do_read(q);
+		if (q->paused && !(events & (EPOLLHUP | EPOLLERR)))
+			return;
+		do_read(q, (events & (EPOLLHUP | EPOLLERR)) != 0);
 	}
 }
 

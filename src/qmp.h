@@ -22,6 +22,9 @@
 
 struct loop;
 struct qmp;
+struct qmp_gate;
+
+#define QMP_MAX_DEPTH	64	/* deepest nesting accepted in a message */
 
 struct qmp_opts {
 	const char	*name;		/* for log lines */
@@ -43,6 +46,13 @@ struct qmp_opts {
 	 */
 	size_t		*total_buffered;
 	size_t		 total_max;
+	/*
+	 * A json-c tokener shared by all connections of one loop (they parse
+	 * one message at a time), or NULL to create one per message.
+	 */
+	struct json_tokener *tok;
+	/* Backpressure shared by many connections (see qmp_gate), or NULL. */
+	struct qmp_gate	*gate;
 };
 
 struct qmp_callbacks {
@@ -92,6 +102,19 @@ const char	*qmp_name(const struct qmp *);
 const struct qmp_stats *qmp_stats(const struct qmp *);
 /* Stops/starts reading input (backpressure); events stay queued in the kernel. */
 void		 qmp_pause(struct qmp *, int paused);
+/*
+ * A gate stops reading on every connection attached to it (backpressure:
+ * the broker is slower than QEMU).  Closing costs nothing per connection:
+ * a connection notices the closed gate the next time it has input, stops
+ * watching for input and waits on the gate's list; opening re-arms only
+ * the connections on that list.  Input stays in the kernel and in QEMU
+ * meanwhile, so nothing is lost.  Free the gate after its connections.
+ */
+struct qmp_gate	*qmp_gate_new(void);
+void		 qmp_gate_free(struct qmp_gate *);	/* NULL is a no-op */
+void		 qmp_gate_set(struct qmp_gate *, int closed);
+int		 qmp_gate_closed(const struct qmp_gate *);
+
 /* Bytes of memory held by the connection's buffers. */
 size_t		 qmp_memory(const struct qmp *);
 
