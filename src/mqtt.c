@@ -94,6 +94,7 @@ struct mqtt {
 
 	struct entry		*head, *tail, *next;
 	size_t			 count;
+	size_t			 nstate;	/* MQTT_PUB_STATE entries in count */
 	size_t			 inflight;
 	struct sub		*subs;
 	int			 full;		/* flow: above high water */
@@ -102,6 +103,8 @@ struct mqtt {
 	size_t			 spooled_bytes;	/* live bytes in the spool */
 	struct mqtt_stats	 stats;
 	uint64_t		 last_drop_log;
+	uint64_t		 drops_unlogged;
+	struct loop_timer	*drop_timer;	/* reports unlogged drops */
 };
 
 static void	pump(struct mqtt *);
@@ -376,17 +379,25 @@ unlink_entry(struct mqtt *m, struct entry *e)
 	if (e->inflight)
 		m->inflight--;
 	m->count--;
+	if (e->flags & MQTT_PUB_STATE)
+		m->nstate--;
 	m->stats.buffered = m->count;
 	m->stats.inflight = m->inflight;
 }
 
-/* Drops the oldest entry that is not in flight; returns 0, or -1 if none. */
+/*
+ * Drops the oldest message that is neither in flight nor a state message
+ * (current state is small, bounded by the number of VMs, and must reach
+ * the broker); returns 0, or -1 if there is none.
+ */
 static int
 drop_oldest(struct mqtt *m)
 {
 	struct entry	*e = m->next;
 	uint64_t	 now = loop_now_ms();
 
+	while (e != NULL && (e->flags & MQTT_PUB_STATE))
+		e = e->next;
 	if (e == NULL)
 		return -1;
 	unlink_entry(m, e);
@@ -397,9 +408,29 @@ drop_oldest(struct mqtt *m)
 		    "(%s); %llu dropped so far", m->cf->buffer_max, e->topic,
 		    (unsigned long long)m->stats.dropped);
 		m->last_drop_log = now;
+	} else {
+		/* At most one line a second; the rest is summed up later. */
+		m->drops_unlogged++;
+		if (!loop_timer_armed(m->drop_timer))
+			loop_timer_arm(m->drop_timer, 1000);
 	}
 	entry_free(e);
 	return 0;
+}
+
+static void
+drop_report(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct mqtt *m = arg;
+
+	if (m->drops_unlogged == 0)
+		return;
+	log_warnx("MQTT buffer full (%zu messages): %llu more dropped; %llu "
+	    "dropped so far", m->cf->buffer_max,
+	    (unsigned long long)m->drops_unlogged,
+	    (unsigned long long)m->stats.dropped);
+	m->drops_unlogged = 0;
+	m->last_drop_log = loop_now_ms();
 }
 
 /* After a loss: in-flight entries are unsent again; state entries go. */
@@ -462,7 +493,9 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 		sid = spool_append(m->spool, topic, payload, len, qos, flags);
 	if ((e->sid = sid) != 0)
 		m->spooled_bytes += len + strlen(topic);
-	while (m->count >= m->cf->buffer_max)
+	/* The bound counts events and results, not current-state messages. */
+	while (!(flags & MQTT_PUB_STATE) &&
+	    m->count - m->nstate >= m->cf->buffer_max)
 		if (drop_oldest(m) == -1)
 			break;
 	e->prev = m->tail;
@@ -474,6 +507,8 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 	if (m->next == NULL)
 		m->next = e;
 	m->count++;
+	if (flags & MQTT_PUB_STATE)
+		m->nstate++;
 	m->stats.queued++;
 	m->stats.buffered = m->count;
 	pump(m);
@@ -922,6 +957,7 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 		goto fail;
 	}
 	if ((m->timer = loop_timer_new(loop, reconnect_timer, m)) == NULL ||
+	    (m->drop_timer = loop_timer_new(loop, drop_report, m)) == NULL ||
 	    loop_fd_add(loop, m->efd, EPOLLIN, drain, m) == -1)
 		goto fail;
 	/* Backpressure from a few windows' worth, well below the bound. */
@@ -969,6 +1005,9 @@ mqtt_free(struct mqtt *m)
 		close(m->efd);
 	}
 	loop_timer_free(m->timer);
+	if (m->drop_timer != NULL)
+		drop_report(m->loop, m->drop_timer, m);
+	loop_timer_free(m->drop_timer);
 	for (e = m->head; e != NULL; e = en) {
 		en = e->next;
 		entry_free(e);
