@@ -2,6 +2,7 @@
  * bridge: see bridge.h.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 struct running {
 	struct failover		*fo;
 	char			 id[TK_ID_MAX + 1];
-	char			 resp_topic[TOPIC_MAX];	/* "" if none */
+	char			*resp_topic;	/* NULL if none */
 	void			*corr;
 	size_t			 corr_len;
 	int64_t			 accepted_us;
@@ -38,9 +39,7 @@ struct vm {
 	struct bridge		*b;
 	const struct config_vm	*cv;
 	struct qmp		*q;
-	char			 t_event[TOPIC_MAX];
-	char			 t_state[TOPIC_MAX];
-	char			 t_avail[TOPIC_MAX];
+	char			*prefix;	/* "<base>/<host>/<vm>/" */
 	uint64_t		 seq;
 	char			 qemu[32];
 	char			 mode[ENUM_BUF];	/* "" = unknown */
@@ -56,7 +55,6 @@ struct vm {
 	int			 exited;	/* COLO_EXIT published this session */
 	int			 reconcile;	/* compare at the next status read */
 	uint64_t		 seq_reserved;	/* persisted seq upper bound */
-	char			 t_result[TOPIC_MAX];
 	struct running		 run;		/* run.fo NULL when idle */
 	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
 	uint64_t		 events_in;
@@ -90,6 +88,18 @@ struct bridge {
 	unsigned		 log_count;
 	unsigned		 log_suppressed;
 };
+
+/*
+ * The VM's topic for suffix, in buf (TOPIC_MAX bytes).  Topics are built
+ * when published rather than stored: four stored topics cost 2 KiB a VM.
+ * The prefix was checked to fit at start, so this cannot truncate.
+ */
+static const char *
+vm_topic(char *buf, const struct vm *v, const char *suffix)
+{
+	snprintf(buf, TOPIC_MAX, "%s%s", v->prefix, suffix);
+	return buf;
+}
 
 static void
 copy_enum(char *dst, const char *src)
@@ -125,6 +135,7 @@ publish_state(struct vm *v)
 {
 	struct colo_vm_state	 st;
 	json_object		*o;
+	char			 t[TOPIC_MAX];
 
 	memset(&st, 0, sizeof(st));
 	st.host = v->cv->host;
@@ -141,7 +152,8 @@ publish_state(struct vm *v)
 		log_warnx("%s: out of memory building state", v->cv->name);
 		return;
 	}
-	publish_json(v->b, v->t_state, o, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+	publish_json(v->b, vm_topic(t, v, "state"), o, 1,
+	    MQTT_PUB_RETAIN | MQTT_PUB_STATE);
 	json_object_put(o);
 }
 
@@ -150,7 +162,9 @@ publish_availability(struct vm *v)
 {
 	const char *s = qmp_ready(v->q) ? "online" : "offline";
 
-	mqtt_publish(v->b->mqtt, v->t_avail, s, strlen(s), 1,
+	char		 t[TOPIC_MAX];
+
+	mqtt_publish(v->b->mqtt, vm_topic(t, v, "availability"), s, strlen(s), 1,
 	    MQTT_PUB_RETAIN | MQTT_PUB_STATE);
 }
 
@@ -326,12 +340,19 @@ poll_tick(struct loop *l, struct loop_timer *t, void *arg)
 }
 
 static void
-on_ready(struct qmp *q, json_object *greeting, void *arg)
+on_greeting(struct qmp *q, json_object *greeting, void *arg)
 {
 	struct vm	*v = arg;
 
 	if (colo_qemu_version(greeting, v->qemu, sizeof(v->qemu)) == -1)
 		v->qemu[0] = '\0';
+}
+
+static void
+on_ready(struct qmp *q, void *arg)
+{
+	struct vm	*v = arg;
+
 	log_info("%s/%s: QMP negotiated (QEMU %s)", v->cv->host, v->cv->name,
 	    v->qemu[0] ? v->qemu : "version unknown");
 	v->updated_us = loop_wall_us();
@@ -389,6 +410,7 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 	struct colo_ctx	 ctx;
 	json_object	*out, *mode, *reason;
 	int		 malformed = 0;
+	char		 t[TOPIC_MAX];
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.host = v->cv->host;
@@ -424,7 +446,7 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 		    mode ? json_object_get_string(mode) : "null",
 		    reason ? json_object_get_string(reason) : "null", ctx.seq,
 		    reconciled ? " (reconciled)" : "");
-	publish_json(b, v->t_event, out, b->cf->qos, 0);
+	publish_json(b, vm_topic(t, v, "event/colo_exit"), out, b->cf->qos, 0);
 	b->events_out++;
 	json_object_put(v->last_exit);
 	v->last_exit = out;
@@ -520,6 +542,7 @@ publish_result(struct vm *v, const char *id, enum tk_reason r,
 	const char	*status, *s;
 	char		*out = NULL;
 	size_t		 len;
+	char		 t[TOPIC_MAX];
 
 	if (o == NULL)
 		return NULL;
@@ -565,7 +588,8 @@ publish_result(struct vm *v, const char *id, enum tk_reason r,
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	if (s != NULL) {
-		mqtt_publish(b->mqtt, v->t_result, s, len, 1, 0);
+		mqtt_publish(b->mqtt, vm_topic(t, v, "result/takeover"), s,
+		    len, 1, 0);
 		if (resp_topic != NULL && *resp_topic)
 			mqtt_publish_corr(b->mqtt, resp_topic, s, len, 1, 0,
 			    corr, corr_len);
@@ -672,6 +696,7 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 	uint64_t		 nowms = loop_now_ms();
 	enum tk_reason		 r;
 	int			 hmac = tc->auth == CONFIG_AUTH_HMAC;
+	char		 t[TOPIC_MAX];
 
 	memset(&req, 0, sizeof(req));
 	/* Parse first so that refusals can name the id (not trusted). */
@@ -722,7 +747,8 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 		log_info("takeover %s/%s id=%s: duplicate; answered with the "
 		    "first result, not executed again", v->cv->host,
 		    v->cv->name, req.id);
-		mqtt_publish(b->mqtt, v->t_result, prev, strlen(prev), 1, 0);
+		mqtt_publish(b->mqtt, vm_topic(t, v, "result/takeover"), prev,
+		    strlen(prev), 1, 0);
 		if (msg->response_topic != NULL)
 			mqtt_publish_corr(b->mqtt, msg->response_topic, prev,
 			    strlen(prev), 1, 0, msg->correlation,
@@ -755,8 +781,7 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 	snprintf(run->id, sizeof(run->id), "%s", req.id);
 	run->accepted_us = now;
 	if (msg->response_topic != NULL)
-		snprintf(run->resp_topic, sizeof(run->resp_topic), "%s",
-		    msg->response_topic);
+		run->resp_topic = strdup(msg->response_topic);
 	if (msg->correlation != NULL && msg->correlation_len > 0 &&
 	    (run->corr = malloc(msg->correlation_len)) != NULL) {
 		memcpy(run->corr, msg->correlation, msg->correlation_len);
@@ -822,22 +847,84 @@ add_u64(json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
 }
 
+/* A growing string for the per-VM part of the stats (see below). */
+struct sbuf {
+	char	*p;
+	size_t	 len, cap;
+	int	 oom;
+};
+
+static void
+sb_add(struct sbuf *sb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+sb_add(struct sbuf *sb, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	if (sb->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(sb->p + sb->len, sb->cap - sb->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			sb->oom = 1;
+			return;
+		}
+		if ((size_t)n < sb->cap - sb->len) {
+			sb->len += (size_t)n;
+			return;
+		}
+		size_t	 ncap = sb->cap * 2 + (size_t)n;
+		char	*np = realloc(sb->p, ncap);
+		if (np == NULL) {
+			sb->oom = 1;
+			return;
+		}
+		sb->p = np;
+		sb->cap = ncap;
+	}
+}
+
+/* Appends s as a JSON string (names are valid UTF-8 without controls). */
+static void
+sb_str(struct sbuf *sb, const char *s)
+{
+	sb_add(sb, "\"");
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			sb_add(sb, "\\%c", *s);
+		else
+			sb_add(sb, "%c", *s);
+	}
+	sb_add(sb, "\"");
+}
+
+/*
+ * The stats payload.  The per-VM part is written as text directly: with
+ * 10 000 VMs, a json-c object per counter would allocate ~10 MB every
+ * stats_interval_s just to be serialised once.
+ */
 void
 bridge_publish_stats(struct bridge *b)
 {
 	const struct mqtt_stats	*ms = mqtt_stats(b->mqtt);
-	json_object		*o, *tot, *vms;
+	json_object		*o, *tot, *cmd, *by;
 	uint64_t		 ev = 0, inv = 0, ovs = 0, unx = 0, rec = 0;
-	uint64_t		 tmo = 0, ready = 0;
+	uint64_t		 tmo = 0, ready = 0, refused = 0;
+	struct sbuf		 sb = { NULL, 0, 0, 0 };
+	const char		*head;
+	size_t			 hlen;
 
-	if ((o = json_object_new_object()) == NULL)
+	if ((sb.p = malloc(sb.cap = 4096)) == NULL)
 		return;
-	tot = json_object_new_object();
-	vms = json_object_new_object();
+	sb_add(&sb, ",\"vms\":{");
 	for (size_t i = 0; i < b->nvms; i++) {
 		struct vm		*v = &b->vms[i];
 		const struct qmp_stats	*qs = qmp_stats(v->q);
-		json_object		*vo = json_object_new_object();
 
 		ev += v->events_in;
 		inv += qs->invalid;
@@ -846,18 +933,24 @@ bridge_publish_stats(struct bridge *b)
 		rec += qs->reconnects;
 		tmo += qs->timeouts;
 		ready += qmp_ready(v->q) ? 1 : 0;
-		add_u64(vo, "events_in", v->events_in);
-		add_u64(vo, "colo_exits", v->exits);
-		add_u64(vo, "malformed", v->malformed);
-		add_u64(vo, "invalid", qs->invalid);
-		add_u64(vo, "oversized", qs->oversized);
-		add_u64(vo, "unexpected", qs->unexpected);
-		add_u64(vo, "reconnects", qs->reconnects);
-		add_u64(vo, "timeouts", qs->timeouts);
-		json_object_object_add(vo, "ready",
-		    json_object_new_boolean(qmp_ready(v->q)));
-		json_object_object_add(vms, v->cv->name, vo);
+		if (i > 0)
+			sb_add(&sb, ",");
+		sb_str(&sb, v->cv->name);
+		sb_add(&sb, ":{\"events_in\":%" PRIu64 ",\"colo_exits\":%" PRIu64
+		    ",\"malformed\":%" PRIu64 ",\"invalid\":%" PRIu64
+		    ",\"oversized\":%" PRIu64 ",\"unexpected\":%" PRIu64
+		    ",\"reconnects\":%" PRIu64 ",\"timeouts\":%" PRIu64
+		    ",\"ready\":%s}", v->events_in, v->exits, v->malformed,
+		    qs->invalid, qs->oversized, qs->unexpected, qs->reconnects,
+		    qs->timeouts, qmp_ready(v->q) ? "true" : "false");
 	}
+	sb_add(&sb, "}}");
+	if (sb.oom || (o = json_object_new_object()) == NULL) {
+		log_warnx("stats: out of memory");
+		free(sb.p);
+		return;
+	}
+	tot = json_object_new_object();
 	add_u64(tot, "events_in", ev);
 	add_u64(tot, "events_out", b->events_out);
 	add_u64(tot, "malformed", b->malformed);
@@ -875,35 +968,43 @@ bridge_publish_stats(struct bridge *b)
 	add_u64(tot, "vms_ready", ready);
 	add_u64(tot, "input_buffered", b->in_buffered);
 	add_u64(tot, "mqtt_in_dropped", ms->received_dropped);
+	cmd = json_object_new_object();
+	by = json_object_new_object();
+	for (int r = 1; r < TK_NREASONS; r++) {
+		add_u64(by, tk_reason_name((enum tk_reason)r), b->tk_count[r]);
+		refused += b->tk_count[r];
+	}
+	add_u64(cmd, "accepted", b->tk_accepted);
+	add_u64(cmd, "ok", b->tk_count[TK_OK]);
+	add_u64(cmd, "refused", refused);
+	add_u64(cmd, "ignored", b->tk_ignored);
+	json_object_object_add(cmd, "by_reason", by);
 	json_object_object_add(o, "schema", json_object_new_int(1));
 	json_object_object_add(o, "host", json_object_new_string(b->cf->host));
 	json_object_object_add(o, "bridge",
 	    json_object_new_string(b->cf->bridge_id));
 	add_u64(o, "uptime_s", (loop_now_ms() - b->started_ms) / 1000);
 	json_object_object_add(o, "totals", tot);
-	{
-		json_object *cmd = json_object_new_object();
-		json_object *by = json_object_new_object();
-		uint64_t refused = 0;
-		for (int r = 1; r < TK_NREASONS; r++) {
-			add_u64(by, tk_reason_name((enum tk_reason)r),
-			    b->tk_count[r]);
-			refused += b->tk_count[r];
-		}
-		add_u64(cmd, "accepted", b->tk_accepted);
-		add_u64(cmd, "ok", b->tk_count[TK_OK]);
-		add_u64(cmd, "refused", refused);
-		add_u64(cmd, "ignored", b->tk_ignored);
-		json_object_object_add(cmd, "by_reason", by);
-		json_object_object_add(o, "commands", cmd);
-	}
-	json_object_object_add(o, "vms", vms);
+	json_object_object_add(o, "commands", cmd);
 	log_debug("stats: events_in=%" PRIu64 " events_out=%" PRIu64
 	    " invalid=%" PRIu64 " oversized=%" PRIu64 " dropped=%" PRIu64
 	    " buffered=%zu", ev, b->events_out, inv, ovs, ms->dropped,
 	    ms->buffered);
-	publish_json(b, b->t_stats, o, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+	/* Splice: the object's text without its closing brace, then vms. */
+	head = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &hlen);
+	if (head != NULL && hlen > 1) {
+		char *all = malloc(hlen - 1 + sb.len + 1);
+		if (all != NULL) {
+			memcpy(all, head, hlen - 1);
+			memcpy(all + hlen - 1, sb.p, sb.len);
+			mqtt_publish(b->mqtt, b->t_stats, all, hlen - 1 + sb.len, 1,
+			    MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+			free(all);
+		}
+	}
 	json_object_put(o);
+	free(sb.p);
 }
 
 static void
@@ -937,9 +1038,11 @@ bridge_new(struct loop *loop, const struct config *cf)
 	struct bridge		*b;
 	struct mqtt_callbacks	 mcb = { on_mqtt_connected, NULL,
 	    on_mqtt_message, NULL, on_mqtt_flow };
-	struct qmp_callbacks	 qcb = { on_ready, on_event, on_down };
+	struct qmp_callbacks	 qcb = { on_greeting, on_ready, on_event,
+	    on_down };
 	uint64_t		 seed = (uint64_t)loop_wall_us() ^
 	    ((uint64_t)getpid() << 32);
+	char		 t[TOPIC_MAX];
 
 	if ((b = calloc(1, sizeof(*b))) == NULL ||
 	    (b->vms = calloc(cf->nvms, sizeof(*b->vms))) == NULL) {
@@ -1004,14 +1107,11 @@ bridge_new(struct loop *loop, const struct config *cf)
 				v->last_exit = st.last_exit;	/* taken over */
 			}
 		}
-		if (topic_build(v->t_event, sizeof(v->t_event), cf->base_topic,
-		    cv->host, cv->name, "event/colo_exit") == -1 ||
-		    topic_build(v->t_state, sizeof(v->t_state), cf->base_topic,
-		    cv->host, cv->name, "state") == -1 ||
-		    topic_build(v->t_avail, sizeof(v->t_avail), cf->base_topic,
-		    cv->host, cv->name, "availability") == -1 ||
-		    topic_build(v->t_result, sizeof(v->t_result), cf->base_topic,
-		    cv->host, cv->name, "result/takeover") == -1) {
+		/* The longest suffix must fit, so vm_topic() never cuts. */
+		if (topic_build(t, sizeof(t), cf->base_topic, cv->host,
+		    cv->name, "event/colo_exit") == -1 ||
+		    topic_build(t, sizeof(t), cf->base_topic, cv->host,
+		    cv->name, "") == -1 || (v->prefix = strdup(t)) == NULL) {
 			log_warnx("%s: topics too long", cv->name);
 			bridge_free(b);
 			return NULL;
@@ -1080,11 +1180,13 @@ bridge_start(struct bridge *b)
 void
 bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 {
+	char		 t[TOPIC_MAX];
 	loop_timer_disarm(b->stats_timer);
 	if (mqtt_connected(b->mqtt)) {
 		bridge_publish_stats(b);
 		for (size_t i = 0; i < b->nvms; i++)
-			mqtt_publish(b->mqtt, b->vms[i].t_avail, "offline", 7, 1,
+			mqtt_publish(b->mqtt, vm_topic(t, &b->vms[i],
+			    "availability"), "offline", 7, 1,
 			    MQTT_PUB_RETAIN);
 	}
 	mqtt_shutdown(b->mqtt, b->t_bstate, b->offline_payload, timeout_ms);
@@ -1100,6 +1202,8 @@ bridge_free(struct bridge *b)
 	for (size_t i = 0; i < b->nvms; i++) {
 		failover_free(b->vms[i].run.fo);
 		free(b->vms[i].run.corr);
+		free(b->vms[i].run.resp_topic);
+		free(b->vms[i].prefix);
 		qmp_free(b->vms[i].q);
 		loop_timer_free(b->vms[i].poll);
 		json_object_put(b->vms[i].last_exit);

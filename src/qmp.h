@@ -56,8 +56,10 @@ struct qmp_opts {
 };
 
 struct qmp_callbacks {
-	/* Capabilities negotiated; greeting is the QMP greeting object. */
-	void	(*ready)(struct qmp *, json_object *greeting, void *arg);
+	/* The QMP greeting arrived (borrowed: copy what is needed). */
+	void	(*greeting)(struct qmp *, json_object *greeting, void *arg);
+	/* Capabilities negotiated: commands may be sent. */
+	void	(*ready)(struct qmp *, void *arg);
 	/* An event object ({"event": ...}) arrived while READY. */
 	void	(*event)(struct qmp *, json_object *event, void *arg);
 	/* A READY connection was lost (not called for failed attempts). */
