@@ -54,6 +54,10 @@ struct vm {
 	int			 dirty;		/* publish even if unchanged */
 	int			 exited;	/* COLO_EXIT published this session */
 	int			 reconcile;	/* compare at the next status read */
+	struct loop_timer	*recon;		/* grace before reconciling */
+	uint64_t		 recon_exits;	/* exits when it was armed */
+	char			 recon_mode[ENUM_BUF];
+	char			 recon_reason[ENUM_BUF];
 	uint64_t		 seq_reserved;	/* persisted seq upper bound */
 	struct running		 run;		/* run.fo NULL when idle */
 	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
@@ -195,32 +199,69 @@ in_colo(const char *mode)
 	return strcmp(mode, "primary") == 0 || strcmp(mode, "secondary") == 0;
 }
 
-/*
- * QEMU drops events emitted while no client is negotiated.  If the VM was
- * in COLO with no exit published, and now is not, COLO ended unseen:
- * publish the exit from what query-colo-status remembers.
- */
+/* Publishes the exit nobody saw, from what query-colo-status remembers. */
 static void
-reconcile(struct vm *v, const struct colo_status *cs)
+publish_reconciled(struct vm *v, const char *mode, const char *reason)
 {
 	json_object	*ev, *data;
 
-	if (!in_colo(v->mode) || v->exited || strcmp(cs->mode, "none") != 0)
-		return;
-	log_warnx("%s/%s: COLO ended while the bridge was not listening "
-	    "(was %s, now none, last_mode %s, reason %s): publishing a "
-	    "reconciled colo_exit", v->cv->host, v->cv->name, v->mode,
-	    cs->last_mode ? cs->last_mode : "?", cs->reason ? cs->reason : "?");
+	log_warnx("%s/%s: COLO ended without a COLO_EXIT event reaching the "
+	    "bridge (was %s, now none, last_mode %s, reason %s): publishing a "
+	    "reconciled colo_exit", v->cv->host, v->cv->name,
+	    v->mode[0] ? v->mode : "?", mode, reason[0] ? reason : "?");
 	ev = json_object_new_object();
 	data = json_object_new_object();
 	json_object_object_add(ev, "event", json_object_new_string("COLO_EXIT"));
-	json_object_object_add(data, "mode", json_object_new_string(
-	    cs->last_mode != NULL ? cs->last_mode : v->mode));
-	json_object_object_add(data, "reason", cs->reason != NULL ?
-	    json_object_new_string(cs->reason) : NULL);
+	json_object_object_add(data, "mode", json_object_new_string(mode));
+	json_object_object_add(data, "reason", reason[0] ?
+	    json_object_new_string(reason) : NULL);
 	json_object_object_add(ev, "data", data);
 	on_colo_exit(v, ev, 1);
 	json_object_put(ev);
+}
+
+static void
+recon_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct vm *v = arg;
+
+	/* The real event may just have been late: then nothing to do. */
+	if (v->exits == v->recon_exits)
+		publish_reconciled(v, v->recon_mode, v->recon_reason);
+}
+
+/*
+ * No exit may be invisible.  QEMU drops events emitted while no client is
+ * negotiated (a bridge restart, a reconnect), and after an error exit
+ * the survivor's later takeover emits none.  So whenever the VM was in
+ * COLO with no exit published for that session, and now is out of it,
+ * COLO ended unseen and a colo_exit with "reconciled": true is published.
+ * Right after a (re)connect that is done at once; while connected, the
+ * real event may still be on its way behind the status reply, so it is
+ * done after RECONCILE_GRACE_MS unless an exit was published meanwhile.
+ */
+#define RECONCILE_GRACE_MS	500
+
+static void
+reconcile(struct vm *v, const struct colo_status *cs, int now)
+{
+	const char *mode;
+
+	if (!in_colo(v->mode) || v->exited || strcmp(cs->mode, "none") != 0)
+		return;
+	mode = cs->last_mode != NULL && in_colo(cs->last_mode) ?
+	    cs->last_mode : v->mode;
+	if (now) {
+		publish_reconciled(v, mode, cs->reason ? cs->reason : "");
+		return;
+	}
+	if (v->recon == NULL &&
+	    (v->recon = loop_timer_new(v->b->loop, recon_tick, v)) == NULL)
+		return;
+	copy_enum(v->recon_mode, mode);
+	copy_enum(v->recon_reason, cs->reason);
+	v->recon_exits = v->exits;
+	loop_timer_arm(v->recon, RECONCILE_GRACE_MS);
 }
 
 /* Copies an enum into dst; returns 1 if that changed dst. */
@@ -265,8 +306,7 @@ status_reply(struct qmp *q, json_object *reply, void *arg)
 			    cls, desc);
 	} else if (json_object_object_get_ex(reply, "return", &ret) &&
 	    colo_parse_status(ret, &cs) == 0) {
-		if (v->reconcile)
-			reconcile(v, &cs);
+		reconcile(v, &cs, v->reconcile);
 		if (strcmp(cs.mode, "none") == 0 && v->exited) {
 			v->exited = 0;	/* this COLO session is over */
 			changed = 1;
@@ -1206,6 +1246,7 @@ bridge_free(struct bridge *b)
 		free(b->vms[i].prefix);
 		qmp_free(b->vms[i].q);
 		loop_timer_free(b->vms[i].poll);
+		loop_timer_free(b->vms[i].recon);
 		json_object_put(b->vms[i].last_exit);
 	}
 	mqtt_free(b->mqtt);
