@@ -685,11 +685,12 @@ failover_done(struct failover *fo, const struct failover_result *fr,
 		tk_cache_set_result(v->b->tk_cache, v->cv->host, v->cv->name,
 		    run->id, out);
 	free(out);
-	free(run->corr);
-	memset(run, 0, sizeof(*run));
-	failover_free(fo);
 	if (fr->sent)	/* refusals before the command do not count */
 		v->tk_last_ms = loop_now_ms();
+	free(run->corr);
+	free(run->resp_topic);
+	memset(run, 0, sizeof(*run));
+	failover_free(fo);	/* fr points into fo: not used after this */
 	/* The failover changed the COLO state: publish it. */
 	v->dirty = 1;
 	query_status(v);
@@ -831,6 +832,7 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 	    tc->timeout_s, failover_done, v);
 	if (run->fo == NULL) {
 		free(run->corr);
+		free(run->resp_topic);
 		memset(run, 0, sizeof(*run));
 		refuse(v, req.id, TK_NOT_CONNECTED, "cannot send to QMP", NULL,
 		    msg, 1);

@@ -803,20 +803,19 @@ qmp_timer(struct loop *l, struct loop_timer *t, void *arg)
 		    "no greeting (is another client connected?)");
 		break;
 	case Q_READY:
+		/*
+		 * A monitor that stopped answering is broken (QEMU answers
+		 * every command we send in milliseconds): reconnect, which
+		 * fails the pending commands and resynchronises the stream.
+		 */
 		now = loop_now_ms();
-		while (q->phead != NULL && q->phead->deadline <= now) {
-			struct pending *p = q->phead;
-			q->phead = p->next;
-			if (q->phead == NULL)
-				q->ptail = NULL;
+		if (q->phead != NULL && q->phead->deadline <= now) {
+			char why[64];
 			q->stats.timeouts++;
-			log_warnx("%s: command id %llu timed out", q->o.name,
-			    (unsigned long long)p->id);
-			if (p->cb != NULL)
-				p->cb(q, NULL, p->arg);
-			free(p);
-		}
-		if (q->phead != NULL)
+			snprintf(why, sizeof(why), "command id %llu timed out",
+			    (unsigned long long)q->phead->id);
+			qmp_drop(q, why);
+		} else if (q->phead != NULL)
 			loop_timer_arm(q->timer, q->phead->deadline - now);
 		break;
 	case Q_IDLE:
