@@ -109,12 +109,15 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/*.h $$(FUZZ_SRC_$$*)
 
 fuzz-build: $(FUZZ_BIN)
 
-fuzz: deps
+fuzz:
+	@EXTRA_PKGS="clang libclang-rt-14-dev" sh scripts/deps.sh
 	@$(MAKE) --no-print-directory fuzz-build
 	@for n in $(FUZZ_NAMES); do \
 	    mkdir -p build/fuzz/corpus-$$n; \
 	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp \
 	    build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/ \
 	        build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | \
 	        grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|INFO: Seed)' ; \
 	    test $${PIPESTATUS[0]} -eq 0 || exit 1; \

@@ -5,7 +5,7 @@
 set -eu
 PKGS="gcc make pkg-config libpaho-mqtt-dev libjson-c-dev libconfig-dev
 libcmocka-dev libssl-dev mosquitto mosquitto-clients qemu-system-x86
-python3 python3-paho-mqtt procps"
+python3 python3-paho-mqtt procps valgrind"
 [ -n "${EXTRA_PKGS:-}" ] && PKGS="$PKGS $EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
