@@ -57,9 +57,10 @@ struct entry {
 	int		 flags;
 	size_t		 len;
 	size_t		 corr_len;
-	char		*topic;
-	char		*payload;
-	char		*corr;
+	char		*topic;		/* these three point into data[]: */
+	char		*payload;	/* one allocation per message */
+	char		*corr;		/* NULL when none */
+	char		 data[];
 };
 
 struct sub {
@@ -357,9 +358,6 @@ entry_done(struct mqtt *m, struct entry *e)
 static void
 entry_free(struct entry *e)
 {
-	free(e->topic);
-	free(e->payload);
-	free(e->corr);
 	free(e);
 }
 
@@ -469,20 +467,23 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
     uint64_t sid)
 {
 	struct entry	*e;
+	size_t		 tlen = strlen(topic) + 1;
 
-	if ((e = calloc(1, sizeof(*e))) == NULL ||
-	    (e->topic = strdup(topic)) == NULL ||
-	    (e->payload = malloc(len ? len : 1)) == NULL ||
-	    (corr != NULL && (e->corr = malloc(corr_len ? corr_len : 1)) == NULL)) {
+	if (corr == NULL)
+		corr_len = 0;
+	if ((e = malloc(sizeof(*e) + tlen + len + corr_len)) == NULL) {
 		log_warnx("mqtt: out of memory queueing %s", topic);
-		if (e != NULL)
-			entry_free(e);
 		m->stats.dropped++;
 		return -1;
 	}
+	memset(e, 0, sizeof(*e));
+	e->topic = e->data;
+	memcpy(e->topic, topic, tlen);
+	e->payload = e->data + tlen;
 	memcpy(e->payload, payload, len);
 	e->len = len;
 	if (corr != NULL) {
+		e->corr = e->payload + len;
 		memcpy(e->corr, corr, corr_len);
 		e->corr_len = corr_len;
 	}
