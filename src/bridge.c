@@ -85,6 +85,11 @@ struct bridge {
 	uint64_t		 tk_count[TK_NREASONS];	/* outcomes by reason */
 	uint64_t		 tk_accepted;
 	uint64_t		 tk_ignored;		/* unroutable requests */
+	uint64_t		 unauth_sec;		/* unauthenticated answers */
+	unsigned		 unauth_count;
+	unsigned		 unauth_quiet;
+	int			 flow_full;		/* mqtt backpressure on */
+	int			 stopping;		/* bridge_shutdown() began */
 	size_t			 in_buffered;		/* all VMs' partial input */
 	struct json_tokener	*tok;			/* shared by all VMs */
 	struct qmp_gate		*gate;			/* backpressure */
@@ -209,8 +214,12 @@ publish_reconciled(struct vm *v, const char *mode, const char *reason)
 	    "bridge (was %s, now none, last_mode %s, reason %s): publishing a "
 	    "reconciled colo_exit", v->cv->host, v->cv->name,
 	    v->mode[0] ? v->mode : "?", mode, reason[0] ? reason : "?");
-	ev = json_object_new_object();
-	data = json_object_new_object();
+	if ((ev = json_object_new_object()) == NULL ||
+	    (data = json_object_new_object()) == NULL) {
+		json_object_put(ev);
+		log_warnx("%s: out of memory reconciling", v->cv->name);
+		return;
+	}
 	json_object_object_add(ev, "event", json_object_new_string("COLO_EXIT"));
 	json_object_object_add(data, "mode", json_object_new_string(mode));
 	json_object_object_add(data, "reason", reason[0] ?
@@ -374,7 +383,9 @@ poll_tick(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct vm	*v = arg;
 
-	if (qmp_ready(v->q) && v->colo_status != 0)
+	/* Not while reads wait at the gate: replies could not be read. */
+	if (qmp_ready(v->q) && v->colo_status != 0 &&
+	    !qmp_gate_closed(v->b->gate))
 		query_status(v);
 	loop_timer_arm(t, (uint64_t)v->b->cf->status_interval_s * 1000);
 }
@@ -468,8 +479,16 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 	if (reconciled)
 		json_object_object_add(out, "reconciled",
 		    json_object_new_boolean(1));
-	if (ctx.seq >= v->seq_reserved) {
-		v->seq_reserved = ctx.seq + VMSTATE_SEQ_RESERVE;
+	/*
+	 * Persist first, publish second: a crash in between must not leave
+	 * a spooled event whose exit the state file does not know about
+	 * (it would be resent and reconciled too), nor a seq that a restart
+	 * could hand out again.
+	 */
+	if (ctx.seq >= v->seq_reserved || !v->exited) {
+		if (ctx.seq >= v->seq_reserved)
+			v->seq_reserved = ctx.seq + VMSTATE_SEQ_RESERVE;
+		v->exited = 1;
 		save_state(v);
 	}
 	if (malformed) {
@@ -490,10 +509,6 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 	b->events_out++;
 	json_object_put(v->last_exit);
 	v->last_exit = out;
-	if (!v->exited) {
-		v->exited = 1;
-		save_state(v);
-	}
 	if (v->colo_status == 0) {
 		/* No query-colo-status: the event is all we know. */
 		v->mode[0] = '\0';
@@ -549,6 +564,7 @@ on_mqtt_flow(struct mqtt *m, int full, void *arg)
 {
 	struct bridge *b = arg;
 
+	b->flow_full = full;
 	qmp_gate_set(b->gate, full);
 }
 
@@ -575,7 +591,8 @@ on_mqtt_connected(struct mqtt *m, void *arg)
 static char *
 publish_result(struct vm *v, const char *id, enum tk_reason r,
     const char *cls, const char *desc, const struct failover_result *fr,
-    const char *resp_topic, const void *corr, size_t corr_len)
+    int authenticated, const char *resp_topic, const void *corr,
+    size_t corr_len)
 {
 	struct bridge	*b = v->b;
 	json_object	*o = json_object_new_object(), *e, *c;
@@ -623,16 +640,18 @@ publish_result(struct vm *v, const char *id, enum tk_reason r,
 		json_object_object_add(o, "colo", NULL);
 	json_object_object_add(o, "sent", json_object_new_boolean(
 	    fr != NULL && fr->sent));
+	json_object_object_add(o, "authenticated",
+	    json_object_new_boolean(authenticated));
 	json_object_object_add(o, "time_us",
 	    json_object_new_int64(loop_wall_us()));
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	if (s != NULL) {
 		mqtt_publish(b->mqtt, vm_topic(t, v, "result/takeover"), s,
-		    len, 1, 0);
+		    len, 1, MQTT_PUB_VOLATILE);
 		if (resp_topic != NULL && *resp_topic)
-			mqtt_publish_corr(b->mqtt, resp_topic, s, len, 1, 0,
-			    corr, corr_len);
+			mqtt_publish_corr(b->mqtt, resp_topic, s, len, 1,
+			    MQTT_PUB_VOLATILE, corr, corr_len);
 		out = strdup(s);
 	}
 	json_object_put(o);
@@ -641,6 +660,36 @@ publish_result(struct vm *v, const char *id, enum tk_reason r,
 }
 
 /* Refuses a request: logs it, counts it and answers on the result topic. */
+/*
+ * Requests that fail before authentication cost whoever may publish on
+ * the command topic nothing: their answers are capped at
+ * UNAUTH_RESULTS_PER_S a second and skipped while the outbound queue is
+ * at its high-water mark, so a flood cannot crowd out events.  Returns 1
+ * when this refusal may be published.
+ */
+#define UNAUTH_RESULTS_PER_S	20
+
+static int
+unauth_budget(struct bridge *b)
+{
+	uint64_t sec = loop_now_ms() / 1000;
+
+	if (sec != b->unauth_sec) {
+		if (b->unauth_quiet > 0)
+			log_warnx("takeover: %u unauthenticated request(s) "
+			    "refused without an answer (over %d/s or queue "
+			    "full)", b->unauth_quiet, UNAUTH_RESULTS_PER_S);
+		b->unauth_sec = sec;
+		b->unauth_count = b->unauth_quiet = 0;
+	}
+	if (b->unauth_count < UNAUTH_RESULTS_PER_S && !b->flow_full) {
+		b->unauth_count++;
+		return 1;
+	}
+	b->unauth_quiet++;
+	return 0;
+}
+
 static void
 refuse(struct vm *v, const char *id, enum tk_reason r, const char *desc,
     const struct failover_result *fr, const struct mqtt_msg *authed,
@@ -648,10 +697,14 @@ refuse(struct vm *v, const char *id, enum tk_reason r, const char *desc,
 {
 	char *out;
 
+	if (authed == NULL && !unauth_budget(v->b)) {
+		v->b->tk_count[r]++;	/* counted, not answered nor logged */
+		return;
+	}
 	log_warnx("takeover %s/%s id=%s: refused: %s%s%s", v->cv->host,
 	    v->cv->name, id != NULL && *id ? id : "-", tk_reason_name(r),
 	    desc ? ": " : "", desc ? desc : "");
-	out = publish_result(v, id, r, NULL, desc, fr,
+	out = publish_result(v, id, r, NULL, desc, fr, authed != NULL,
 	    authed ? authed->response_topic : NULL,
 	    authed ? authed->correlation : NULL,
 	    authed ? authed->correlation_len : 0);
@@ -680,7 +733,7 @@ failover_done(struct failover *fo, const struct failover_result *fr,
 		    fr->err_class ? fr->err_class : "",
 		    fr->err_desc ? ": " : "", fr->err_desc ? fr->err_desc : "");
 	out = publish_result(v, run->id, fr->reason, fr->err_class,
-	    fr->err_desc, fr, run->resp_topic, run->corr, run->corr_len);
+	    fr->err_desc, fr, 1, run->resp_topic, run->corr, run->corr_len);
 	if (out != NULL)
 		tk_cache_set_result(v->b->tk_cache, v->cv->host, v->cv->name,
 		    run->id, out);
@@ -696,14 +749,30 @@ failover_done(struct failover *fo, const struct failover_result *fr,
 	query_status(v);
 }
 
-/* A valid topic to publish on: no wildcards, not empty, bounded. */
+/*
+ * A valid topic to publish on: not empty, bounded, not a $SYS-like topic,
+ * and every non-empty level a valid level (no wildcards, valid UTF-8, no
+ * control characters); an invalid one would stall the publish queue.
+ */
 static int
 publishable(const char *t)
 {
-	size_t n = t != NULL ? strlen(t) : 0;
+	char	 lv[TOPIC_MAX];
+	size_t	 n = t != NULL ? strlen(t) : 0;
 
-	return n > 0 && n < TOPIC_MAX && strpbrk(t, "+#") == NULL &&
-	    t[0] != '$';
+	if (n == 0 || n >= TOPIC_MAX || t[0] == '$')
+		return 0;
+	while (*t != '\0') {
+		size_t l = strcspn(t, "/");
+		memcpy(lv, t, l);
+		lv[l] = '\0';
+		if (l > 0 && topic_level_check(lv) != NULL)
+			return 0;
+		t += l;
+		if (*t == '/')
+			t++;
+	}
+	return 1;
 }
 
 static struct vm *
@@ -768,6 +837,12 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 		return;
 	}
 	/* Authenticated from here on: answers may go to the response topic. */
+	if (req.issued_us < b->started_us) {
+		/* The replay cache died with the previous bridge process. */
+		refuse(v, req.id, TK_STALE, "issued before this bridge started",
+		    NULL, msg, 0);
+		return;
+	}
 	if (tk_check_time(req.issued_us, now, tc->window_s) != TK_OK) {
 		refuse(v, req.id, TK_STALE, "issued_us outside the accepted "
 		    "window", NULL, msg, 0);
@@ -775,7 +850,7 @@ on_takeover(struct bridge *b, struct vm *v, const struct mqtt_msg *msg)
 	}
 	tk_digest(msg->payload, msg->len, digest);
 	switch (tk_cache_check(b->tk_cache, v->cv->host, v->cv->name, req.id,
-	    digest, now, (int64_t)tc->window_s * 2 * 1000000, &prev)) {
+	    digest, now, ((int64_t)tc->window_s * 2 + 1) * 1000000, &prev)) {
 	case TK_SEEN_NEW:
 		break;
 	case TK_SEEN_DUPLICATE:
@@ -851,6 +926,11 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 	struct topic_parts	 tp;
 	struct vm		*v;
 
+	if (b->stopping) {
+		log_warnx("takeover: request on %.200s ignored: shutting down",
+		    msg->topic);
+		return;
+	}
 	if (topic_parse(msg->topic, b->cf->base_topic, &tp) == -1 ||
 	    strcmp(tp.suffix, "cmd/takeover") != 0 ||
 	    (v = find_vm(b, &tp)) == NULL) {
@@ -1137,10 +1217,19 @@ bridge_new(struct loop *loop, const struct config *cf)
 		v->b = b;
 		v->cv = cv;
 		v->colo_status = -1;
+		b->nvms++;	/* from here on, bridge_free() cleans it up */
 		if (cf->state_dir != NULL) {
 			struct vmstate st;
-			if (vmstate_load(cf->state_dir, cv->host, cv->name,
-			    &st) == 0) {
+			int r = vmstate_load(cf->state_dir, cv->host,
+			    cv->name, &st);
+			if (r == -1) {
+				/* Unknown past: jump far above any count. */
+				v->seq = v->seq_reserved =
+				    (uint64_t)loop_wall_us() / 1000;
+				log_warnx("%s/%s: state lost; seq continues "
+				    "from %" PRIu64, cv->host, cv->name, v->seq);
+			}
+			if (r == 0) {
 				memcpy(v->mode, st.mode, ENUM_BUF);
 				memcpy(v->last_mode, st.last_mode, ENUM_BUF);
 				memcpy(v->reason, st.reason, ENUM_BUF);
@@ -1183,7 +1272,6 @@ bridge_new(struct loop *loop, const struct config *cf)
 			bridge_free(b);
 			return NULL;
 		}
-		b->nvms++;
 	}
 	if ((b->tk_cache = tk_cache_new(TK_CACHE_MAX)) == NULL ||
 	    subscribe_commands(b) == -1) {
@@ -1223,7 +1311,31 @@ void
 bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 {
 	char		 t[TOPIC_MAX];
+
+	b->stopping = 1;	/* no new takeover from here on */
 	loop_timer_disarm(b->stats_timer);
+	/* A takeover still running gets an answer, not silence. */
+	for (size_t i = 0; i < b->nvms; i++) {
+		struct vm		*v = &b->vms[i];
+		struct failover_result	 fr;
+		char			*out;
+
+		if (v->run.fo == NULL)
+			continue;
+		memset(&fr, 0, sizeof(fr));
+		fr.sent = 1;	/* it may have been: do not claim otherwise */
+		log_warnx("takeover %s/%s id=%s: abandoned: the bridge is "
+		    "shutting down", v->cv->host, v->cv->name, v->run.id);
+		out = publish_result(v, v->run.id, TK_NOT_CONNECTED, "Shutdown",
+		    "the bridge shut down before the outcome was known; read "
+		    "the VM's state", &fr, 1, v->run.resp_topic, v->run.corr,
+		    v->run.corr_len);
+		free(out);
+		failover_free(v->run.fo);
+		free(v->run.corr);
+		free(v->run.resp_topic);
+		memset(&v->run, 0, sizeof(v->run));
+	}
 	if (mqtt_connected(b->mqtt)) {
 		bridge_publish_stats(b);
 		for (size_t i = 0; i < b->nvms; i++)

@@ -48,6 +48,7 @@ struct ctl {
 	int		 sent;
 	int		 done;
 	int		 status;	/* exit status once done */
+	char		 unauth[64];	/* last unattributable refusal seen */
 };
 
 static void
@@ -147,6 +148,23 @@ on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 	    strcmp(json_object_get_string(v), c->id) != 0) {
 		json_object_put(o);
 		return;		/* somebody else's result */
+	}
+	/*
+	 * Anyone who may publish on the command topic can make the bridge
+	 * answer "bad_signature" (or "replay") with our id.  Such answers are
+	 * marked unauthenticated: note them, keep waiting for ours.
+	 */
+	if ((json_object_object_get_ex(o, "authenticated", &v) &&
+	    !json_object_get_boolean(v)) ||
+	    (json_object_object_get_ex(o, "reason", &v) &&
+	    strcmp(json_object_get_string(v), "replay") == 0)) {
+		fprintf(stderr, "qmp2mqtt-ctl: note: the bridge refused an "
+		    "unattributable request with this id (%s); still waiting "
+		    "for the answer to ours\n", json_object_get_string(v));
+		snprintf(c->unauth, sizeof(c->unauth), "%s",
+		    json_object_get_string(v));
+		json_object_put(o);
+		return;
 	}
 	printf("%s\n", json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -300,6 +318,10 @@ main(int argc, char *argv[])
 		if (!mqtt_connected(c.mqtt))
 			fprintf(stderr, "qmp2mqtt-ctl: cannot reach the broker "
 			    "%s\n", c.cf->uris[0]);
+		else if (c.takeover && c.unauth[0] != '\0')
+			fprintf(stderr, "qmp2mqtt-ctl: request %s was refused "
+			    "as \"%s\" (is the key the bridge's?)\n", c.id,
+			    c.unauth);
 		else if (c.takeover)
 			fprintf(stderr, "qmp2mqtt-ctl: no result for request %s "
 			    "within %ld s (is a bridge serving %s/%s up?)\n",

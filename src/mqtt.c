@@ -431,6 +431,24 @@ drop_report(struct loop *l, struct loop_timer *t, void *arg)
 	m->last_drop_log = loop_now_ms();
 }
 
+/* In-flight entries become unsent again, in order. */
+static void
+rewind_inflight(struct mqtt *m)
+{
+	size_t n = 0;
+
+	for (struct entry *e = m->head; e != NULL && e != m->next; e = e->next)
+		if (e->inflight) {
+			e->inflight = 0;
+			e->token = 0;
+			n++;
+		}
+	m->inflight = 0;
+	m->next = m->head;
+	m->stats.resent += n;
+	m->stats.inflight = 0;
+}
+
 /* After a loss: in-flight entries are unsent again; state entries go. */
 static void
 rewind_fifo(struct mqtt *m)
@@ -489,8 +507,8 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 	}
 	e->qos = qos;
 	e->flags = flags;
-	if (sid == 0 && m->spool != NULL && !(flags & MQTT_PUB_STATE) &&
-	    corr == NULL)
+	if (sid == 0 && m->spool != NULL &&
+	    !(flags & (MQTT_PUB_STATE | MQTT_PUB_VOLATILE)) && corr == NULL)
 		sid = spool_append(m->spool, topic, payload, len, qos, flags);
 	if ((e->sid = sid) != 0)
 		m->spooled_bytes += len + strlen(topic);
@@ -628,10 +646,22 @@ pump(struct mqtt *m)
 		}
 		rc = MQTTAsync_sendMessage(m->cli, e->topic, &pm, &ro);
 		MQTTProperties_free(&pm.properties);
-		if (rc != MQTTASYNC_SUCCESS) {
+		if (rc == MQTTASYNC_DISCONNECTED ||
+		    rc == MQTTASYNC_MAX_BUFFERED_MESSAGES ||
+		    rc == MQTTASYNC_OPERATION_INCOMPLETE) {
 			log_debug("mqtt: send %s deferred: %s", e->topic,
 			    MQTTAsync_strerror(rc));
 			return;	/* retried on the next ack or connect */
+		}
+		if (rc != MQTTASYNC_SUCCESS) {
+			/* Never sendable (bad topic...): must not block the rest. */
+			log_warnx("mqtt: cannot publish to %s: %s; dropped",
+			    e->topic, MQTTAsync_strerror(rc));
+			unlink_entry(m, e);
+			entry_done(m, e);
+			m->stats.dropped++;
+			entry_free(e);
+			continue;
 		}
 		e->token = ro.token;
 		e->inflight = 1;
@@ -662,9 +692,15 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 		return;
 	}
 	if (!ok) {
-		/* A client-side failure: sent again after the next connect. */
-		log_warnx("mqtt: publish to %s failed (%s); will retry",
+		/*
+		 * A client-side failure: Paho released the token, so the
+		 * entry is no longer in flight.  Everything in flight is sent
+		 * again from the oldest (duplicates, as QoS 1 allows), which
+		 * keeps the order and the window's bookkeeping simple.
+		 */
+		log_warnx("mqtt: publish to %s failed (%s); resending",
 		    e->topic, MQTTAsync_strerror(code));
+		rewind_inflight(m);
 		return;
 	}
 	unlink_entry(m, e);
@@ -899,6 +935,8 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 			break;
 		case MEV_NACK:
 			on_ack(m, e->token, 0, e->code);
+			pump(m);
+			flow_check(m);
 			break;
 		case MEV_MESSAGE:
 			m->stats.received++;

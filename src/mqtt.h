@@ -35,6 +35,7 @@ struct spool;
 
 #define MQTT_PUB_RETAIN	0x01	/* retained message */
 #define MQTT_PUB_STATE	0x02	/* current-state message: dropped on disconnect */
+#define MQTT_PUB_VOLATILE 0x04	/* not worth spooling (e.g. command results) */
 
 /* A received message; all pointers valid only during the callback. */
 struct mqtt_msg {

@@ -300,7 +300,8 @@ gate_wait(struct qmp *q)
 void
 qmp_gate_set(struct qmp_gate *g, int closed)
 {
-	struct qmp *q;
+	struct qmp	*q;
+	uint64_t	 now = loop_now_ms();
 
 	g->closed = closed != 0;
 	if (g->closed)
@@ -308,6 +309,11 @@ qmp_gate_set(struct qmp_gate *g, int closed)
 	while ((q = g->waiting) != NULL) {
 		gate_leave(q);
 		set_events(q);
+		/* Time spent at the gate does not count against commands. */
+		for (struct pending *p = q->phead; p != NULL; p = p->next)
+			p->deadline = now + q->o.command_timeout_ms;
+		if (q->phead != NULL && q->st == Q_READY)
+			loop_timer_arm(q->timer, q->o.command_timeout_ms);
 	}
 }
 
@@ -721,7 +727,7 @@ do_read(struct qmp *q, int force)
 	for (int i = 0; i < QMP_READS_MAX && q->fd != -1; i++) {
 		if (!force && q->paused)
 			return;
-		if (!force && qmp_gate_closed(q->o.gate)) {
+		if (!force && q->st == Q_READY && qmp_gate_closed(q->o.gate)) {
 			gate_wait(q);
 			return;
 		}
@@ -774,7 +780,7 @@ qmp_io(struct loop *l, int fd, uint32_t events, void *arg)
 		}
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (qmp_gate_closed(q->o.gate) &&
+		if (q->st == Q_READY && qmp_gate_closed(q->o.gate) &&
 		    !(events & (EPOLLHUP | EPOLLERR))) {
 			gate_wait(q);
 			return;
@@ -809,6 +815,12 @@ qmp_timer(struct loop *l, struct loop_timer *t, void *arg)
 		 * fails the pending commands and resynchronises the stream.
 		 */
 		now = loop_now_ms();
+		if (q->gated || qmp_gate_closed(q->o.gate)) {
+			/* Not its fault: its replies wait behind the gate. */
+			if (q->phead != NULL)
+				loop_timer_arm(q->timer, q->o.command_timeout_ms);
+			break;
+		}
 		if (q->phead != NULL && q->phead->deadline <= now) {
 			char why[64];
 			q->stats.timeouts++;

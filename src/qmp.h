@@ -105,12 +105,13 @@ const struct qmp_stats *qmp_stats(const struct qmp *);
 /* Stops/starts reading input (backpressure); events stay queued in the kernel. */
 void		 qmp_pause(struct qmp *, int paused);
 /*
- * A gate stops reading on every connection attached to it (backpressure:
- * the broker is slower than QEMU).  Closing costs nothing per connection:
+ * A gate stops reading on every READY connection attached to it
+ * (backpressure: the broker is slower than QEMU; handshakes go on).  Closing costs nothing per connection:
  * a connection notices the closed gate the next time it has input, stops
  * watching for input and waits on the gate's list; opening re-arms only
  * the connections on that list.  Input stays in the kernel and in QEMU
- * meanwhile, so nothing is lost.  Free the gate after its connections.
+ * meanwhile, so nothing is lost; command deadlines do not run out while a
+ * connection waits at the gate.  Free the gate after its connections.
  */
 struct qmp_gate	*qmp_gate_new(void);
 void		 qmp_gate_free(struct qmp_gate *);	/* NULL is a no-op */

@@ -106,6 +106,19 @@ build(char kind, uint64_t id, const char *topic, const void *payload,
 	return b;
 }
 
+/*
+ * A failed append must not leave part of a record behind: recovery stops
+ * at the first bad record, so later good records would be lost.  Cut the
+ * log back to its last complete record.
+ */
+static void
+cut_back(struct spool *s)
+{
+	if (ftruncate(s->fd, (off_t)s->size) == -1 ||
+	    lseek(s->fd, (off_t)s->size, SEEK_SET) == -1)
+		log_warn("spool %s: cannot cut a partial record", s->path);
+}
+
 /* write(2) all of buf.  0, or -1. */
 static int
 write_all(int fd, const void *buf, size_t len)
@@ -330,6 +343,7 @@ spool_append(struct spool *s, const char *topic, const void *payload,
 		if (!s->warned++)
 			log_warn("spool %s: write failed; messages are kept in "
 			    "memory only until it works again", s->path);
+		cut_back(s);
 		free(b);
 		return 0;
 	}
@@ -347,8 +361,11 @@ spool_flush(struct spool *s)
 		return;
 	if (write_all(s->fd, s->abuf, s->alen) == 0)
 		s->size += s->alen;
-	else if (!s->warned++)
-		log_warn("spool %s: write failed", s->path);
+	else {
+		if (!s->warned++)
+			log_warn("spool %s: write failed", s->path);
+		cut_back(s);
+	}
 	s->alen = 0;
 }
 
