@@ -10,6 +10,8 @@ dropped ones.
 """
 # TIMEOUT = 240
 
+import os
+import signal
 import time
 
 import harness as h
@@ -97,5 +99,48 @@ def test_bound_keeps_newest(ctx):
               "%s kept %s, not a suffix of 1..%d" % (n, ks[:5], per_vm))
 
 
+def test_stalled_broker_does_not_cost_connections(ctx):
+    """A broker that stops acknowledging (SIGSTOP: the TCP connection stays
+    up) fills the queue and closes the gate.  Replies to the bridge's QMP
+    commands then wait behind the gate: that must not count as a command
+    timeout and drop every VM.  After SIGCONT everything arrives."""
+    per_vm = 200
+    nvms = 10
+    total = nvms * per_vm
+    broker = ctx.mosquitto()
+    sim = ctx.sim(nvms)
+    sub = ctx.subscriber(broker.port)
+    d = ctx.daemon(sim.vms(), broker.port,
+                   bridge={"command_timeout_ms": 300, "status_interval_s": 1},
+                   mqtt={"keepalive": 60, "inflight_max": 16})
+    names = [sim.vm(i) for i in range(1, nvms + 1)]
+    sim.wait_ready(nvms, 30)
+    h.wait_online(sub, names, 30)
+    c0 = sim.count("all")["connects"]
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    try:
+        sim.cmd("burst all %d" % per_vm, timeout=60)
+        # The gate closes at 1024 queued messages; give the command
+        # timeout (0.3 s) and the status poll (1 s) several chances to
+        # misfire.  Nothing positive can be waited for here: this is an
+        # observation window for something that must not happen.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            check("timed out" not in d.log_text(),
+                  "a command timed out while its reply waited at the gate")
+            time.sleep(0.2)
+        check_eq(sim.count("all")["connects"], c0,
+                 "QMP connections while the broker was stalled")
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    sub.wait(lambda s: s.n_events >= total, timeout=60,
+             what="%d events after the broker resumed" % total)
+    got = events_by_vm(sub, names)
+    bad = [n for n in names if got[n] != list(range(1, per_vm + 1))]
+    check(not bad, "VMs with missing or reordered events: %s" % bad[:5])
+    check_eq(sim.count("all")["connects"], c0, "QMP connections at the end")
+
+
 if __name__ == "__main__":
-    h.main(test_burst_over_bound_is_not_dropped, test_bound_keeps_newest)
+    h.main(test_burst_over_bound_is_not_dropped, test_bound_keeps_newest,
+           test_stalled_broker_does_not_cost_connections)

@@ -548,6 +548,57 @@ def test_missing_signature(ctx):
     expect_refusal(rig, "vm1", r, "bad_signature", what="missing sig")
 
 
+def test_unauthenticated_flood(ctx):
+    """A flood of requests that fail authentication is counted in full but
+    answered at most 20 times a second, each answer marked
+    unauthenticated, and no heartbeat is ever sent; a valid request right
+    after the flood still executes and its result is authenticated."""
+    rig = Rig(ctx, 1)
+    n = 300
+    bad_key = b"not-the-bridge-key-0123456789"
+    mark = rig.sub.mark(result_topic("vm1"))
+    for i in range(n):
+        rig.ops.publish(cmd_topic("vm1"),
+                        enc(request(bad_key, "vm1", rid="flood-%d" % i)))
+    st = h.stats_request(
+        rig.sub, rig.daemon,
+        lambda s: s["commands"]["by_reason"]["bad_signature"] >= n, 30)
+    cmds = st.json()["commands"]
+    check_eq(cmds["by_reason"]["bad_signature"], n, "bad_signature count")
+    answers = [m.json() for m in rig.sub.on(result_topic("vm1"))[mark:]]
+    h.log("%d answers to %d bad requests" % (len(answers), n))
+    check(0 < len(answers) < n // 2,
+          "%d answers to %d unauthenticated requests (cap: 20 a second)" %
+          (len(answers), n))
+    check(all(a.get("authenticated") is False for a in answers),
+          "answers to bad signatures not marked unauthenticated: %r" %
+          [a for a in answers if a.get("authenticated") is not False][:2])
+    expect_no_heartbeat(rig, "vm1", 0, "flood")
+    o = request(rig.key, "vm1")
+    mark = rig.send("vm1", o)
+    r, _ = rig.result("vm1", mark, o["id"])
+    check_eq((r["status"], r.get("authenticated")), ("ok", True),
+             "the valid request after the flood")
+    check_eq(rig.heartbeats("vm1"), 1, "heartbeats after the flood")
+
+
+def test_request_issued_before_start(ctx):
+    """The replay cache does not survive a restart: a signed request issued
+    before the bridge started is stale even inside the window."""
+    rig = Rig(ctx, 1)
+    started = None
+    for m in rig.sub.on(h.bridge_topic("state")):
+        j = m.json()
+        if j.get("state") == "online":
+            started = j["started_us"]
+    check(started is not None, "no bridge/state online seen")
+    o = request(rig.key, "vm1", issued_us=started - 1000)
+    mark = rig.send("vm1", o)
+    r, _ = rig.result("vm1", mark, o["id"])
+    expect_refusal(rig, "vm1", r, "stale", what="issued before the start")
+    expect_no_heartbeat(rig, "vm1", 0, "issued before the start")
+
+
 def test_retained_request(ctx):
     """A retained request (retain=True while the bridge is subscribed) is
     never executed: result retained, no heartbeat.  The retained message
@@ -904,4 +955,5 @@ if __name__ == "__main__":
     h.main(test_refusals, test_missing_signature, test_retained_request,
            test_success_duplicate_replay_interval, test_concurrent_requests,
            test_response_topic, test_restart_with_retained_request,
-           test_acl_auth, test_ctl_errors)
+           test_acl_auth, test_ctl_errors,
+           test_unauthenticated_flood, test_request_issued_before_start)
