@@ -1316,6 +1316,26 @@ def stats_request(sub, daemon, pred, timeout=15.0):
                             last.payload[:2000] if last else None))
 
 
+def stats_until(sub, daemon, pred, timeout, what):
+    """SIGUSR1 until a bridge/stats message satisfies pred (a counter
+    change notifies nothing: ask again every 0.2 s, bounded)."""
+    topic = bridge_topic("stats", daemon.host, daemon.base)
+    end = time.monotonic() + timeout * SLOW
+    last = None
+    while True:
+        mark = sub.mark(topic)
+        daemon.signal(signal.SIGUSR1)
+        m = sub.wait_for(lambda m: True, 10, topic=topic, since=mark,
+                         what="stats after SIGUSR1")
+        last = m.json()
+        if pred(last):
+            return last
+        if time.monotonic() > end:
+            fail("stats never showed %s within %.0fs; last totals: %s" %
+                   (what, timeout * SLOW, last.get("totals")))
+        time.sleep(0.2)
+
+
 # ---------------------------------------------------------------- context
 
 class Ctx:

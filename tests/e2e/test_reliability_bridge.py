@@ -144,24 +144,7 @@ def check_reconciled(msg, vm, daemon, mode, reason, lo_us, hi_us,
     return e
 
 
-def stats_until(sub, daemon, pred, timeout, what):
-    """SIGUSR1 until a bridge/stats message satisfies pred (a counter
-    change notifies nothing: ask again every 0.2 s, bounded)."""
-    topic = h.bridge_topic("stats", daemon.host, daemon.base)
-    end = time.monotonic() + timeout * h.SLOW
-    last = None
-    while True:
-        mark = sub.mark(topic)
-        daemon.signal(signal.SIGUSR1)
-        m = sub.wait_for(lambda m: True, 10, topic=topic, since=mark,
-                         what="stats after SIGUSR1")
-        last = m.json()
-        if pred(last):
-            return last
-        if time.monotonic() > end:
-            h.fail("stats never showed %s within %.0fs; last totals: %s" %
-                   (what, timeout * h.SLOW, last.get("totals")))
-        time.sleep(0.2)
+stats_until = h.stats_until
 
 
 def now_us():
