@@ -279,21 +279,7 @@ class Rig:
         self.seq[vm] += n
 
     def stats(self, pred, timeout, what):
-        topic = h.bridge_topic("stats")
-        end = time.monotonic() + timeout * h.SLOW
-        while True:
-            mark = self.sub.mark(topic)
-            self.daemon.signal(signal.SIGUSR1)
-            m = self.sub.wait_for(lambda m: True, 10, topic=topic,
-                                  since=mark, what="stats after SIGUSR1")
-            st = m.json()
-            if pred(st):
-                return st
-            if time.monotonic() > end:
-                h.fail("stats never showed %s within %.0fs; last: totals=%s"
-                       " vms=%s" % (what, timeout * h.SLOW, st["totals"],
-                                    st["vms"]))
-            time.sleep(0.2)    # a counter change notifies nothing
+        return h.stats_until(self.sub, self.daemon, pred, timeout, what)
 
     def not_published(self, vm, time_us, what):
         for m in self.sub.on(h.event_topic(vm)):
