@@ -92,8 +92,15 @@ send_request(struct ctl *c)
 		json_object_object_add(o, "expect_mode",
 		    json_object_new_string(c->expect));
 	if (tc->auth == CONFIG_AUTH_HMAC) {
-		if (tk_sign(tc->key, tc->key_len, c->host, c->vm, c->id, now,
-		    c->expect ? c->expect : "", sig) == -1) {
+		struct tk_binding	b = { c->host, c->vm, NULL, NULL, 0 };
+		struct tk_request	r;
+
+		memset(&r, 0, sizeof(r));
+		snprintf(r.id, sizeof(r.id), "%s", c->id);
+		r.issued_us = now;
+		snprintf(r.expect_mode, sizeof(r.expect_mode), "%s",
+		    c->expect ? c->expect : "");
+		if (tk_sign(tc->key, tc->key_len, &b, &r, sig) == -1) {
 			fprintf(stderr, "qmp2mqtt-ctl: cannot sign the request\n");
 			c->done = 1;
 			c->status = 2;

@@ -16,7 +16,8 @@
 
 #include "takeover.h"
 
-#define TK_PREFIX	"qmp2mqtt-takeover-v1"
+#define TK_PREFIX	"qmp2mqtt-takeover-v2"
+#define TK_RPREFIX	"qmp2mqtt-result-v1"
 #define TK_MAC_LEN	32		/* bytes of an HMAC-SHA256 */
 /* Nesting json-c may build: the request is flat; deeper is malformed. */
 #define TK_DEPTH	3
@@ -42,6 +43,12 @@ tk_reason_name(enum tk_reason r)
 	case TK_RATE_LIMITED:		return "rate_limited";
 	case TK_QEMU_ERROR:		return "qemu_error";
 	case TK_TIMEOUT:		return "timeout";
+	case TK_PEER_ALIVE:		return "peer_alive";
+	case TK_PEER_UNKNOWN:		return "peer_unknown";
+	case TK_PEER_TOOK_OVER:		return "peer_took_over";
+	case TK_CLASH:			return "clash";
+	case TK_STORE_ERROR:		return "store_error";
+	case TK_NREASONS:		break;
 	}
 	return "unknown";
 }
@@ -352,7 +359,8 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 	json_object_object_foreach(o, key, val) {
 		(void)val;
 		if (strcmp(key, "id") != 0 && strcmp(key, "issued_us") != 0 &&
-		    strcmp(key, "expect_mode") != 0 && strcmp(key, "sig") != 0)
+		    strcmp(key, "expect_mode") != 0 && strcmp(key, "force") != 0 &&
+		    strcmp(key, "sig") != 0)
 			return bad(why, "unknown field");
 	}
 
@@ -377,6 +385,12 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 			    "\"secondary\"");
 		memcpy(req->expect_mode, s, n);
 		req->expect_mode[n] = '\0';
+	}
+
+	if (json_object_object_get_ex(o, "force", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return bad(why, "force must be true or false");
+		req->force = json_object_get_boolean(v) ? 1 : 0;
 	}
 
 	/*
@@ -458,6 +472,7 @@ tk_parse(const void *payload, size_t len, int need_sig,
 		memset(req->expect_mode, 0, sizeof(req->expect_mode));
 		memset(req->sig, 0, sizeof(req->sig));
 		req->issued_us = 0;
+		req->force = 0;
 	}
 	return r;
 }
@@ -481,132 +496,365 @@ canon_field_ok(const char *s, size_t max)
 	return memchr(s, '\n', n) == NULL;
 }
 
-/*
- * Prints the canonical string of valid fields into buf (which may be
- * NULL when len is 0).  Returns snprintf's result: the full length, or
- * -1.
- */
-static int
-canon_print(char *buf, size_t len, const char *host, const char *vm,
-    const char *id, int64_t issued_us, const char *expect_mode)
+static const char	hexdigits[] = "0123456789abcdef";
+
+/* Writes the lowercase hex of p[0..n) and a NUL into out (2n+1 bytes). */
+static void
+to_hex(const unsigned char *p, size_t n, char *out)
 {
-	return snprintf(buf, len, "%s\n%s\n%s\n%s\n%" PRId64 "\n%s", TK_PREFIX,
-	    host, vm, id, issued_us, expect_mode);
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hexdigits[p[i] >> 4];
+		out[2 * i + 1] = hexdigits[p[i] & 0x0f];
+	}
+	out[2 * n] = '\0';
+}
+
+/*
+ * Returns the canonical string of req bound by b in a new buffer, with
+ * its length in *np, or NULL (a field NULL or with '\n', response topic
+ * or correlation data too long, no memory).  The length is computed
+ * before anything is written: nothing is ever truncated.
+ */
+static char *
+canon_alloc(const struct tk_binding *b, const struct tk_request *req,
+    size_t *np)
+{
+	const char	*rt;
+	char		*buf, *p;
+	size_t		 corr_len, n, rtlen;
+	int		 head;
+
+	if (b == NULL || req == NULL || !canon_field_ok(b->host, 0) ||
+	    !canon_field_ok(b->vm, 0) ||
+	    !canon_field_ok(req->id, sizeof(req->id)) ||
+	    !canon_field_ok(req->expect_mode, sizeof(req->expect_mode)))
+		return NULL;
+	rt = b->resp_topic != NULL ? b->resp_topic : "";
+	if ((rtlen = strnlen(rt, TK_RESP_TOPIC_MAX + 1)) > TK_RESP_TOPIC_MAX ||
+	    memchr(rt, '\n', rtlen) != NULL)
+		return NULL;
+	corr_len = b->corr != NULL ? b->corr_len : 0;
+	if (corr_len > TK_CORR_MAX)
+		return NULL;
+	head = snprintf(NULL, 0, "%s\n%s\n%s\n%s\n%" PRId64 "\n%s\n%c\n",
+	    TK_PREFIX, b->host, b->vm, req->id, req->issued_us,
+	    req->expect_mode, req->force ? '1' : '0');
+	/* head < INT_MAX; rtlen and corr_len are below 2^16. */
+	if (head < 0 || (size_t)head > SIZE_MAX - rtlen - 2 * corr_len - 2)
+		return NULL;
+	n = (size_t)head + rtlen + 1 + 2 * corr_len;
+	if ((buf = malloc(n + 1)) == NULL)
+		return NULL;
+	if (snprintf(buf, (size_t)head + 1, "%s\n%s\n%s\n%s\n%" PRId64
+	    "\n%s\n%c\n", TK_PREFIX, b->host, b->vm, req->id, req->issued_us,
+	    req->expect_mode, req->force ? '1' : '0') != head) {
+		free(buf);
+		return NULL;
+	}
+	p = buf + head;
+	memcpy(p, rt, rtlen);
+	p += rtlen;
+	*p++ = '\n';
+	to_hex(b->corr, corr_len, p);	/* writes the final NUL */
+	*np = n;
+	return buf;
 }
 
 /*
  * Returns the length of the canonical string, or -1 when it does not fit
- * in len bytes (with its NUL) or a field is NULL or contains '\n' (which
- * would let two different requests share a canonical string).  A NULL
- * expect_mode is "".
+ * in len bytes (with its NUL) or canon_alloc() refuses the fields.
  */
 int
-tk_canonical(char *buf, size_t len, const char *host, const char *vm,
-    const char *id, int64_t issued_us, const char *expect_mode)
+tk_canonical(char *buf, size_t len, const struct tk_binding *b,
+    const struct tk_request *req)
 {
-	int	n;
+	char	*s;
+	size_t	 n;
 
-	if (expect_mode == NULL)
-		expect_mode = "";
-	if (buf == NULL || !canon_field_ok(host, 0) ||
-	    !canon_field_ok(vm, 0) || !canon_field_ok(id, 0) ||
-	    !canon_field_ok(expect_mode, 0))
+	if (buf == NULL && len != 0)
 		return -1;
-	n = canon_print(buf, len, host, vm, id, issued_us, expect_mode);
-	if (n < 0 || (size_t)n >= len)
+	if ((s = canon_alloc(b, req, &n)) == NULL)
 		return -1;
-	return n;
+	if (n > INT_MAX || (buf != NULL && n >= len)) {
+		free(s);
+		return -1;
+	}
+	if (buf != NULL)
+		memcpy(buf, s, n + 1);
+	free(s);
+	return (int)n;
 }
 
 /*
- * Computes the raw HMAC-SHA256 of the canonical string into mac.
- * Returns 0, or -1 (also for an empty key, which would let anyone sign).
+ * Computes the raw HMAC-SHA256 of msg[0..n) into mac.  Returns 0, or -1
+ * (also for an empty key, which would let anyone sign).
  */
 static int
-mac_raw(const unsigned char *key, size_t keylen, const char *host,
-    const char *vm, const char *id, int64_t issued_us,
-    const char *expect_mode, unsigned char mac[TK_MAC_LEN])
+mac_raw(const unsigned char *key, size_t keylen, const char *msg, size_t n,
+    unsigned char mac[TK_MAC_LEN])
 {
-	char		*buf = NULL;
-	unsigned int	 maclen = 0;
-	int		 n, rv = -1;
+	unsigned int	maclen = 0;
 
 	OPENSSL_cleanse(mac, TK_MAC_LEN);
-	if (key == NULL || keylen == 0 || keylen > INT_MAX)
+	if (key == NULL || keylen == 0 || keylen > INT_MAX || msg == NULL)
 		return -1;
-	if (expect_mode == NULL)
-		expect_mode = "";
-	if (!canon_field_ok(host, 0) || !canon_field_ok(vm, 0) ||
-	    !canon_field_ok(id, 0) || !canon_field_ok(expect_mode, 0))
-		return -1;
-	if ((n = canon_print(NULL, 0, host, vm, id, issued_us,
-	    expect_mode)) < 0 || n == INT_MAX ||
-	    (buf = malloc((size_t)n + 1)) == NULL)
-		return -1;
-	if (tk_canonical(buf, (size_t)n + 1, host, vm, id, issued_us,
-	    expect_mode) == n &&
-	    HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)buf,
-	    (size_t)n, mac, &maclen) != NULL && maclen == TK_MAC_LEN)
-		rv = 0;
-	free(buf);
-	if (rv == -1)
+	if (HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg,
+	    n, mac, &maclen) == NULL || maclen != TK_MAC_LEN) {
 		OPENSSL_cleanse(mac, TK_MAC_LEN);
-	return rv;
+		return -1;
+	}
+	return 0;
 }
 
-/* Writes the lowercase hex of the HMAC into hex.  0, or -1. */
-int
-tk_sign(const unsigned char *key, size_t keylen, const char *host,
-    const char *vm, const char *id, int64_t issued_us,
-    const char *expect_mode, char *hex)
+/* HMACs msg[0..n) into hex (lowercase).  0, or -1 with hex "". */
+static int
+mac_hex(const unsigned char *key, size_t keylen, const char *msg, size_t n,
+    char *hex)
 {
-	static const char	digits[] = "0123456789abcdef";
-	unsigned char		mac[TK_MAC_LEN];
-	size_t			i;
+	unsigned char	mac[TK_MAC_LEN];
 
-	if (hex == NULL)
-		return -1;
-	if (mac_raw(key, keylen, host, vm, id, issued_us, expect_mode,
-	    mac) == -1) {
+	if (mac_raw(key, keylen, msg, n, mac) == -1) {
 		hex[0] = '\0';
 		return -1;
 	}
-	for (i = 0; i < TK_MAC_LEN; i++) {
-		hex[2 * i] = digits[mac[i] >> 4];
-		hex[2 * i + 1] = digits[mac[i] & 0x0f];
-	}
-	hex[TK_SIG_HEX] = '\0';
+	to_hex(mac, TK_MAC_LEN, hex);
 	OPENSSL_cleanse(mac, sizeof(mac));
 	return 0;
 }
 
+/* Writes the lowercase hex of the request's HMAC into hex.  0, or -1. */
+int
+tk_sign(const unsigned char *key, size_t keylen, const struct tk_binding *b,
+    const struct tk_request *req, char hex[TK_SIG_HEX + 1])
+{
+	char	*s;
+	size_t	 n;
+	int	 rv;
+
+	if (hex == NULL)
+		return -1;
+	hex[0] = '\0';
+	if ((s = canon_alloc(b, req, &n)) == NULL)
+		return -1;
+	rv = mac_hex(key, keylen, s, n, hex);
+	free(s);
+	return rv;
+}
+
 /*
  * Returns TK_OK when req->sig is exactly 64 lowercase hex digits and
- * equal to the HMAC of req for (host, vm), else TK_BAD_SIGNATURE.  The
+ * equal to the HMAC of req as bound by b, else TK_BAD_SIGNATURE.  The
  * format check looks only at what the sender sent; the comparison with
  * the expected value runs in constant time.
  */
 enum tk_reason
-tk_verify(const unsigned char *key, size_t keylen, const char *host,
-    const char *vm, const struct tk_request *req)
+tk_verify_bound(const unsigned char *key, size_t keylen,
+    const struct tk_binding *b, const struct tk_request *req)
 {
 	char	want[TK_SIG_HEX + 1];
 	int	eq;
 
-	if (req == NULL ||
-	    !canon_field_ok(req->id, sizeof(req->id)) || req->id[0] == '\0' ||
-	    !canon_field_ok(req->expect_mode, sizeof(req->expect_mode)) ||
+	if (req == NULL || req->id[0] == '\0' ||
 	    strnlen(req->sig, sizeof(req->sig)) != TK_SIG_HEX ||
 	    !is_sig_hex(req->sig, TK_SIG_HEX))
 		return TK_BAD_SIGNATURE;
-	if (tk_sign(key, keylen, host, vm, req->id, req->issued_us,
-	    req->expect_mode, want) == -1) {
+	if (tk_sign(key, keylen, b, req, want) == -1) {
 		OPENSSL_cleanse(want, sizeof(want));
 		return TK_BAD_SIGNATURE;
 	}
 	eq = CRYPTO_memcmp(want, req->sig, TK_SIG_HEX) == 0;
 	OPENSSL_cleanse(want, sizeof(want));
 	return eq ? TK_OK : TK_BAD_SIGNATURE;
+}
+
+/* tk_verify_bound() without Response Topic and Correlation Data. */
+enum tk_reason
+tk_verify(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, const struct tk_request *req)
+{
+	struct tk_binding	b = { host, vm, NULL, NULL, 0 };
+
+	return tk_verify_bound(key, keylen, &b, req);
+}
+
+/* --- result signature ----------------------------------------------- */
+
+/*
+ * Returns the result canonical string of f in a new buffer with its
+ * length in *np, or NULL (a field NULL but id, or with '\n'; no memory).
+ */
+static char *
+rcanon_alloc(const struct tk_result_fields *f, size_t *np)
+{
+	const char	*id;
+	char		*buf;
+	int		 n;
+
+	if (f == NULL)
+		return NULL;
+	id = f->id != NULL ? f->id : "";
+	if (!canon_field_ok(f->host, 0) || !canon_field_ok(f->vm, 0) ||
+	    !canon_field_ok(id, 0) || !canon_field_ok(f->status, 0) ||
+	    !canon_field_ok(f->reason, 0))
+		return NULL;
+	n = snprintf(NULL, 0, "%s\n%s\n%s\n%s\n%s\n%s\n%c\n%" PRId64,
+	    TK_RPREFIX, f->host, f->vm, id, f->status, f->reason,
+	    f->sent ? '1' : '0', f->time_us);
+	if (n < 0 || n == INT_MAX || (buf = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	if (snprintf(buf, (size_t)n + 1, "%s\n%s\n%s\n%s\n%s\n%s\n%c\n%"
+	    PRId64, TK_RPREFIX, f->host, f->vm, id, f->status, f->reason,
+	    f->sent ? '1' : '0', f->time_us) != n) {
+		free(buf);
+		return NULL;
+	}
+	*np = (size_t)n;
+	return buf;
+}
+
+/* Returns the length of the result canonical string, or -1. */
+int
+tk_result_canonical(char *buf, size_t len, const struct tk_result_fields *f)
+{
+	char	*s;
+	size_t	 n;
+
+	if (buf == NULL && len != 0)
+		return -1;
+	if ((s = rcanon_alloc(f, &n)) == NULL)
+		return -1;
+	if (buf != NULL && n >= len) {
+		free(s);
+		return -1;
+	}
+	if (buf != NULL)
+		memcpy(buf, s, n + 1);
+	free(s);
+	return (int)n;
+}
+
+/* Writes the lowercase hex HMAC of the result into hex.  0, or -1. */
+int
+tk_sign_result(const unsigned char *key, size_t keylen,
+    const struct tk_result_fields *f, char hex[TK_SIG_HEX + 1])
+{
+	char	*s;
+	size_t	 n;
+	int	 rv;
+
+	if (hex == NULL)
+		return -1;
+	hex[0] = '\0';
+	if ((s = rcanon_alloc(f, &n)) == NULL)
+		return -1;
+	rv = mac_hex(key, keylen, s, n, hex);
+	free(s);
+	return rv;
+}
+
+/* The string member key of o, or NULL when absent or not a string. */
+static const char *
+member_str(json_object *o, const char *key)
+{
+	json_object	*v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/*
+ * Checks the signed members of the result object o against (host, vm)
+ * and its "sig".  Returns a tk_result_auth outcome.
+ */
+static enum tk_result_auth
+result_check(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, json_object *o)
+{
+	struct tk_result_fields	 f;
+	json_object		*v;
+	const char		*sig;
+	char			 want[TK_SIG_HEX + 1];
+	int			 eq;
+
+	if (!json_object_object_get_ex(o, "sig", &v))
+		return TK_RESULT_UNSIGNED;
+	sig = member_str(o, "sig");
+	if (sig == NULL || strlen(sig) != TK_SIG_HEX ||
+	    !is_sig_hex(sig, TK_SIG_HEX))
+		return TK_RESULT_BAD_SIG;
+	memset(&f, 0, sizeof(f));
+	if (!json_object_object_get_ex(o, "id", &v))
+		return TK_RESULT_MALFORMED;
+	if (json_object_is_type(v, json_type_string))
+		f.id = json_object_get_string(v);
+	else if (!json_object_is_type(v, json_type_null))
+		return TK_RESULT_MALFORMED;
+	f.host = member_str(o, "host");
+	f.vm = member_str(o, "vm");
+	f.status = member_str(o, "status");
+	f.reason = member_str(o, "reason");
+	if (f.host == NULL || f.vm == NULL || f.status == NULL ||
+	    f.reason == NULL)
+		return TK_RESULT_MALFORMED;
+	if (!json_object_object_get_ex(o, "sent", &v) ||
+	    !json_object_is_type(v, json_type_boolean))
+		return TK_RESULT_MALFORMED;
+	f.sent = json_object_get_boolean(v);
+	if (!json_object_object_get_ex(o, "time_us", &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return TK_RESULT_MALFORMED;
+	f.time_us = json_object_get_int64(v);
+	/* A result for another VM is no answer for this one. */
+	if (host == NULL || vm == NULL || strcmp(f.host, host) != 0 ||
+	    strcmp(f.vm, vm) != 0)
+		return TK_RESULT_BAD_SIG;
+	if (tk_sign_result(key, keylen, &f, want) == -1)
+		return TK_RESULT_BAD_SIG;
+	eq = CRYPTO_memcmp(want, sig, TK_SIG_HEX) == 0;
+	OPENSSL_cleanse(want, sizeof(want));
+	return eq ? TK_RESULT_OK : TK_RESULT_BAD_SIG;
+}
+
+/*
+ * Parses the result payload[0..len) and verifies it for (host, vm).
+ * Returns a tk_result_auth outcome; id gets the result's id (see
+ * takeover.h).
+ */
+enum tk_result_auth
+tk_verify_result(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, const void *payload, size_t len, char id[TK_ID_MAX + 1])
+{
+	struct json_tokener	*tok;
+	json_object		*o;
+	const char		*s;
+	enum tk_result_auth	 r;
+
+	if (id != NULL)
+		id[0] = '\0';
+	if (payload == NULL || len == 0 || len > INT_MAX ||
+	    (tok = json_tokener_new()) == NULL)
+		return TK_RESULT_MALFORMED;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, payload, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return TK_RESULT_MALFORMED;
+	}
+	if (id != NULL && (s = member_str(o, "id")) != NULL &&
+	    strlen(s) <= TK_ID_MAX)
+		memcpy(id, s, strlen(s) + 1);
+	r = result_check(key, keylen, host, vm, o);
+	json_object_put(o);
+	return r;
 }
 
 /* --- time and digest ------------------------------------------------ */
@@ -660,7 +908,8 @@ struct tk_entry {
 	struct tk_entry	*hnext;		/* bucket chain */
 	struct tk_entry	*prev, *next;	/* insertion order, oldest first */
 	uint32_t	 hash;
-	int64_t		 expires_us;	/* first instant it is not live */
+	int64_t		 recorded_us;
+	int		 restored;	/* from tk_cache_restore() */
 	unsigned char	 digest[32];
 	char		*result;	/* NULL while running */
 	size_t		 keylen;
@@ -768,17 +1017,61 @@ remove_entry(struct tk_cache *c, struct tk_entry *e)
 	free(e);
 }
 
+/* 1 while e is live at now_us: now_us < recorded + ttl_us (saturated). */
+static int
+is_live(const struct tk_entry *e, int64_t now_us, int64_t ttl_us)
+{
+	int64_t	exp;
+
+	exp = e->recorded_us > INT64_MAX - ttl_us ? INT64_MAX :
+	    e->recorded_us + ttl_us;
+	return now_us < exp;
+}
+
 /* Frees every entry that is no longer live at now_us, wherever it is. */
 static void
-evict_expired(struct tk_cache *c, int64_t now_us)
+evict_expired(struct tk_cache *c, int64_t now_us, int64_t ttl_us)
 {
 	struct tk_entry	*e, *next;
 
 	for (e = c->head; e != NULL; e = next) {
 		next = e->next;
-		if (now_us >= e->expires_us)
+		if (!is_live(e, now_us, ttl_us))
 			remove_entry(c, e);
 	}
+}
+
+/* Creates the entry for k and links it last.  Returns it, or NULL. */
+static struct tk_entry *
+insert(struct tk_cache *c, const struct tk_key *k,
+    const unsigned char digest[32], int64_t recorded_us)
+{
+	struct tk_entry	*e;
+	size_t		 i, off;
+
+	if ((e = malloc(sizeof(*e) + k->len)) == NULL)
+		return NULL;
+	memset(e, 0, sizeof(*e));
+	for (i = 0, off = 0; i < 3; i++) {
+		memcpy(e->key + off, k->s[i], k->n[i]);
+		off += k->n[i];
+		if (i < 2)
+			e->key[off++] = '\0';
+	}
+	e->keylen = k->len;
+	e->hash = k->hash;
+	memcpy(e->digest, digest, 32);
+	e->recorded_us = recorded_us;
+	e->hnext = c->buckets[k->hash & (c->nbuckets - 1)];
+	c->buckets[k->hash & (c->nbuckets - 1)] = e;
+	e->prev = c->tail;
+	if (c->tail != NULL)
+		c->tail->next = e;
+	else
+		c->head = e;
+	c->tail = e;
+	c->count++;
+	return e;
 }
 
 /* Returns a cache for at most max ids, or NULL (max 0, no memory). */
@@ -835,7 +1128,6 @@ tk_cache_check(struct tk_cache *c, const char *host, const char *vm,
 {
 	struct tk_entry	*e;
 	struct tk_key	 k;
-	size_t		 i, off;
 
 	if (result != NULL)
 		*result = NULL;
@@ -843,7 +1135,10 @@ tk_cache_check(struct tk_cache *c, const char *host, const char *vm,
 	    key_make(&k, host, vm, id) == -1)
 		return TK_SEEN_FULL;
 	if ((e = lookup(c, &k)) != NULL) {
-		if (now_us < e->expires_us) {
+		if (is_live(e, now_us, ttl_us)) {
+			/* Accepted by an earlier process, result lost. */
+			if (e->restored && e->result == NULL)
+				return TK_SEEN_REPLAY;
 			if (CRYPTO_memcmp(e->digest, digest, 32) != 0)
 				return TK_SEEN_REPLAY;
 			if (result != NULL)
@@ -853,33 +1148,11 @@ tk_cache_check(struct tk_cache *c, const char *host, const char *vm,
 		remove_entry(c, e);
 	}
 	if (c->count >= c->max)
-		evict_expired(c, now_us);
+		evict_expired(c, now_us, ttl_us);
 	if (c->count >= c->max)
 		return TK_SEEN_FULL;
-
-	if ((e = malloc(sizeof(*e) + k.len)) == NULL)
+	if (insert(c, &k, digest, now_us) == NULL)
 		return TK_SEEN_FULL;
-	memset(e, 0, sizeof(*e));
-	for (i = 0, off = 0; i < 3; i++) {
-		memcpy(e->key + off, k.s[i], k.n[i]);
-		off += k.n[i];
-		if (i < 2)
-			e->key[off++] = '\0';
-	}
-	e->keylen = k.len;
-	e->hash = k.hash;
-	memcpy(e->digest, digest, 32);
-	e->expires_us = now_us > INT64_MAX - ttl_us ? INT64_MAX :
-	    now_us + ttl_us;
-	e->hnext = c->buckets[k.hash & (c->nbuckets - 1)];
-	c->buckets[k.hash & (c->nbuckets - 1)] = e;
-	e->prev = c->tail;
-	if (c->tail != NULL)
-		c->tail->next = e;
-	else
-		c->head = e;
-	c->tail = e;
-	c->count++;
 	return TK_SEEN_NEW;
 }
 
@@ -911,4 +1184,27 @@ size_t
 tk_cache_size(const struct tk_cache *c)
 {
 	return c == NULL ? 0 : c->count;
+}
+
+/*
+ * Puts back (host, vm, id) recorded at recorded_us, without result,
+ * replacing any entry of the same key.  Returns 0, or -1 (bad arguments,
+ * cache full, no memory).
+ */
+int
+tk_cache_restore(struct tk_cache *c, const char *host, const char *vm,
+    const char *id, const unsigned char digest[32], int64_t recorded_us)
+{
+	struct tk_entry	*e;
+	struct tk_key	 k;
+
+	if (c == NULL || digest == NULL || key_make(&k, host, vm, id) == -1)
+		return -1;
+	if ((e = lookup(c, &k)) != NULL)
+		remove_entry(c, e);
+	if (c->count >= c->max || (e = insert(c, &k, digest,
+	    recorded_us)) == NULL)
+		return -1;
+	e->restored = 1;
+	return 0;
 }

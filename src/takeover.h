@@ -5,18 +5,31 @@
  * <base>/<host>/<vm>/cmd/takeover:
  *   {"id": "<1..64 printable ASCII>", "issued_us": <µs since epoch>,
  *    "expect_mode": "primary"|"secondary" (optional),
+ *    "force": true|false (optional, default false),
  *    "sig": "<64 lowercase hex digits>" (with HMAC auth)}
  * This module parses it strictly (unknown fields, wrong types, oversize
  * payloads are bad requests), computes and verifies its HMAC-SHA256 over a
- * canonical string that binds host, vm, id, issued_us and expect_mode,
+ * canonical string that binds host, vm, id, issued_us, expect_mode, force
+ * and the MQTT 5 Response Topic and Correlation Data it came with,
  * checks its age against a window, and remembers the ids it has accepted
  * so that a replay is refused and a QoS 1 duplicate is answered with the
  * first result instead of being executed twice.  No I/O, no clock: the
  * caller passes the time in.  Executing a request is bridge.c's job.
  *
- * Canonical string (what is signed), fields separated by '\n':
- *   "qmp2mqtt-takeover-v1\n<host>\n<vm>\n<id>\n<issued_us>\n<expect_mode>"
- * where issued_us is in decimal and expect_mode is "" when absent.
+ * Canonical request string (what is signed), fields separated by '\n':
+ *   "qmp2mqtt-takeover-v2\n<host>\n<vm>\n<id>\n<issued_us>\n<expect_mode>
+ *    \n<force>\n<response_topic>\n<correlation_data>"
+ * where issued_us is in decimal, expect_mode is "" when absent, force is
+ * "1" or "0", response_topic is "" when absent and correlation_data is
+ * its lowercase hex ("" when absent).  v1 (without force, response topic
+ * and correlation data) is no longer produced nor accepted: it let
+ * whoever saw a request re-send it with a Response Topic of their own.
+ *
+ * The bridge signs its results with the same key (see tk_sign_result):
+ *   "qmp2mqtt-result-v1\n<host>\n<vm>\n<id>\n<status>\n<reason>\n<sent>
+ *    \n<time_us>"
+ * where id is "" for a refusal without id, sent is "1" or "0" and time_us
+ * is in decimal; the result JSON carries it as "sig".
  */
 #ifndef QMP2MQTT_TAKEOVER_H
 #define QMP2MQTT_TAKEOVER_H
@@ -27,6 +40,8 @@
 #define TK_ID_MAX	64		/* bytes in a request id */
 #define TK_PAYLOAD_MAX	4096		/* largest request payload */
 #define TK_SIG_HEX	64		/* hex digits of an HMAC-SHA256 */
+#define TK_RESP_TOPIC_MAX 65535		/* bytes in a Response Topic */
+#define TK_CORR_MAX	65535		/* bytes of Correlation Data */
 
 /* Outcomes; tk_reason_name() gives the wire name ("ok", "stale", ...). */
 enum tk_reason {
@@ -42,7 +57,15 @@ enum tk_reason {
 	TK_NOT_IN_COLO,		/* "not_in_colo" */
 	TK_RATE_LIMITED,	/* "rate_limited" */
 	TK_QEMU_ERROR,		/* "qemu_error" */
-	TK_TIMEOUT		/* "timeout": failover not complete in time */
+	TK_TIMEOUT,		/* "timeout": failover not complete in time */
+	TK_PEER_ALIVE,		/* "peer_alive": the peer still answers */
+	TK_PEER_UNKNOWN,	/* "peer_unknown": the peer's state is not known */
+	TK_PEER_TOOK_OVER,	/* "peer_took_over": the peer is primary now */
+	TK_CLASH,		/* "clash": another bridge serves this VM */
+	TK_STORE_ERROR,		/* "store_error": the replay store could not
+				   record the id */
+	TK_NREASONS		/* not a reason: the number of reasons, for
+				   arrays indexed by reason; always last */
 };
 
 const char	*tk_reason_name(enum tk_reason);
@@ -51,7 +74,21 @@ struct tk_request {
 	char		id[TK_ID_MAX + 1];	/* "" when unreadable */
 	int64_t		issued_us;
 	char		expect_mode[16];	/* "" when absent */
+	int		force;			/* "force": true; 0 when absent */
 	char		sig[TK_SIG_HEX + 1];	/* "" when absent */
+};
+
+/*
+ * What a request is bound to besides its JSON: the topic it was published
+ * on (host, vm) and the MQTT 5 properties that steer its answer.
+ * resp_topic NULL or "" means none; corr NULL or corr_len 0 means none.
+ */
+struct tk_binding {
+	const char	*host;
+	const char	*vm;
+	const char	*resp_topic;	/* at most TK_RESP_TOPIC_MAX bytes */
+	const void	*corr;		/* at most TK_CORR_MAX bytes */
+	size_t		 corr_len;
 };
 
 /*
@@ -59,6 +96,7 @@ struct tk_request {
  * set to a static description.  req->id is filled whenever a valid id was
  * found, even when another field is bad, so that a refusal can name it
  * (not with duplicate keys); the rest of req is then zeroed.
+ * "force" must be a boolean (anything else is a bad request).
  * need_sig: "sig" (HMAC auth) is kept only when it is 64 lowercase hex
  * digits; when it is missing or malformed req->sig is "" and tk_verify()
  * refuses the request as a bad signature;
@@ -68,28 +106,92 @@ enum tk_reason	 tk_parse(const void *payload, size_t len, int need_sig,
 		    struct tk_request *req, const char **why);
 
 /*
- * Writes the canonical string into buf.  Returns its length, or -1 when it
- * does not fit or a field is NULL or contains '\n' (NULL expect_mode: "").
+ * Writes the v2 canonical string of req (req->sig is ignored) as bound
+ * by b into buf.  Returns its length, or -1 when it does not fit (with
+ * its NUL) or a field is NULL, contains '\n', or the response topic or
+ * correlation data is longer than 65535 bytes.  buf may be NULL when len
+ * is 0: the length is then returned all the same, to size a buffer.
  */
-int		 tk_canonical(char *buf, size_t len, const char *host,
-		    const char *vm, const char *id, int64_t issued_us,
-		    const char *expect_mode);
+int		 tk_canonical(char *buf, size_t len, const struct tk_binding *b,
+		    const struct tk_request *req);
 
 /*
- * Computes the lowercase hex HMAC-SHA256 of the canonical string into
- * hex (TK_SIG_HEX + 1 bytes).  Returns 0, or -1 on failure (empty key).
+ * Computes the lowercase hex HMAC-SHA256 of the canonical string of req
+ * bound by b into hex.  Returns 0, or -1 with hex "" when the key is
+ * empty or the canonical string cannot be made (see tk_canonical).
  */
 int		 tk_sign(const unsigned char *key, size_t keylen,
-		    const char *host, const char *vm, const char *id,
-		    int64_t issued_us, const char *expect_mode, char *hex);
+		    const struct tk_binding *b, const struct tk_request *req,
+		    char hex[TK_SIG_HEX + 1]);
 
 /*
- * Verifies req->sig for (host, vm) in constant time.  Returns TK_OK or
- * TK_BAD_SIGNATURE (also for a missing, short or non-hex signature).
+ * Verifies req->sig against the request as bound by b, in constant time.
+ * Returns TK_OK or TK_BAD_SIGNATURE (also for a missing, short or non-hex
+ * signature, and for a binding tk_canonical refuses).
+ */
+enum tk_reason	 tk_verify_bound(const unsigned char *key, size_t keylen,
+		    const struct tk_binding *b, const struct tk_request *req);
+
+/*
+ * tk_verify_bound() for a request that came without Response Topic and
+ * Correlation Data (MQTT 3.1.1, or MQTT 5 without them).  A request that
+ * carried either must be verified with tk_verify_bound(), or its answer
+ * could be steered to a topic the signer never chose.  Kept for callers
+ * that predate the binding; still the v2 canonical string.
  */
 enum tk_reason	 tk_verify(const unsigned char *key, size_t keylen,
 		    const char *host, const char *vm,
 		    const struct tk_request *req);
+
+/* The signed fields of a takeover result. */
+struct tk_result_fields {
+	const char	*host;
+	const char	*vm;
+	const char	*id;		/* NULL or "": a refusal without id */
+	const char	*status;	/* "ok", "rejected", "error" */
+	const char	*reason;	/* tk_reason_name() */
+	int		 sent;		/* x-colo-lost-heartbeat was sent */
+	int64_t		 time_us;
+};
+
+/*
+ * Writes the result canonical string of f into buf.  Returns its length,
+ * or -1 (does not fit, a field NULL (but id) or containing '\n').  buf
+ * may be NULL when len is 0.
+ */
+int		 tk_result_canonical(char *buf, size_t len,
+		    const struct tk_result_fields *f);
+
+/*
+ * Computes the lowercase hex HMAC-SHA256 of the result canonical string
+ * into hex: the result JSON's "sig".  Returns 0, or -1 with hex "".
+ */
+int		 tk_sign_result(const unsigned char *key, size_t keylen,
+		    const struct tk_result_fields *f,
+		    char hex[TK_SIG_HEX + 1]);
+
+enum tk_result_auth {
+	TK_RESULT_OK,		/* "sig" is the bridge's HMAC of the result */
+	TK_RESULT_UNSIGNED,	/* a JSON object without "sig" */
+	TK_RESULT_BAD_SIG,	/* "sig" present but not the HMAC, or the
+				   result names another host or vm */
+	TK_RESULT_MALFORMED	/* not a JSON object, or a signed field
+				   missing or of the wrong type */
+};
+
+/*
+ * Parses a result payload (len bytes, no NUL needed) published for
+ * (host, vm) and verifies its "sig" in constant time.  The signed fields
+ * are "id" (string or null), "host", "vm", "status", "reason" (strings),
+ * "sent" (boolean) and "time_us" (integer); others are not covered.
+ * id (if not NULL) receives the result's id whenever it is a string of
+ * at most TK_ID_MAX bytes, whatever the outcome, so that the caller can
+ * tell whether a forgery named its request; else "".
+ */
+enum tk_result_auth tk_verify_result(const unsigned char *key,
+		    size_t keylen, const char *host, const char *vm,
+		    const void *payload, size_t len,
+		    char id[TK_ID_MAX + 1]);
 
 /* TK_OK when |now_us - issued_us| <= window_s seconds, else TK_STALE. */
 enum tk_reason	 tk_check_time(int64_t issued_us, int64_t now_us,
@@ -120,6 +222,11 @@ void		 tk_cache_free(struct tk_cache *);	/* NULL is a no-op */
  * still running.  Record only requests whose signature was verified.
  * An entry is live while now_us < recorded + ttl_us.  Bad arguments,
  * ttl_us <= 0 and memory exhaustion also give TK_SEEN_FULL.
+ * An entry put back by tk_cache_restore() gives TK_SEEN_REPLAY for any
+ * payload, the same one included, until a result is set: it was accepted
+ * by an earlier bridge process whose result is lost, so it must never
+ * execute again, and the bridge answers "replay" (the operator checks
+ * the VM's state and sends a new id).
  */
 enum tk_seen	 tk_cache_check(struct tk_cache *, const char *host,
 		    const char *vm, const char *id,
@@ -129,5 +236,14 @@ enum tk_seen	 tk_cache_check(struct tk_cache *, const char *host,
 int		 tk_cache_set_result(struct tk_cache *, const char *host,
 		    const char *vm, const char *id, const char *result);
 size_t		 tk_cache_size(const struct tk_cache *);
+/*
+ * Puts back an id recorded at recorded_us by an earlier process (see
+ * tkstore.h), without result; an existing entry of the same key is
+ * replaced.  Returns 0, or -1 (bad arguments, no memory, or the cache
+ * holds max entries: the caller evicts nothing and fails closed).
+ */
+int		 tk_cache_restore(struct tk_cache *, const char *host,
+		    const char *vm, const char *id,
+		    const unsigned char digest[32], int64_t recorded_us);
 
 #endif

@@ -97,7 +97,7 @@ check_parsed(enum tk_reason r, const struct tk_request *req,
 		if (why == NULL || *why == '\0')
 			die("tk_parse: refusal without description", NULL);
 		if (req->issued_us != 0 || req->expect_mode[0] != '\0' ||
-		    req->sig[0] != '\0')
+		    req->sig[0] != '\0' || req->force != 0)
 			die("tk_parse: refusal leaves fields set", why);
 		return;
 	}
@@ -113,6 +113,8 @@ check_parsed(enum tk_reason r, const struct tk_request *req,
 	    strcmp(req->expect_mode, "primary") != 0 &&
 	    strcmp(req->expect_mode, "secondary") != 0)
 		die("tk_parse: bad expect_mode", req->expect_mode);
+	if (req->force != 0 && req->force != 1)
+		die("tk_parse: force neither 0 nor 1", NULL);
 	if (req->sig[0] != '\0' && !sig_ok(req->sig))
 		die("tk_parse: bad sig", req->sig);
 	if (!need_sig && req->sig[0] != '\0')
@@ -121,7 +123,7 @@ check_parsed(enum tk_reason r, const struct tk_request *req,
 
 /*
  * An accepted request must mean the same to json-c's lenient parser: the
- * same id, issued_us and expect_mode, and nothing but the known keys.
+ * same id, issued_us, expect_mode and force, and nothing but the known keys.
  */
 static void
 check_lenient(const uint8_t *data, size_t size, const struct tk_request *req)
@@ -155,6 +157,13 @@ check_lenient(const uint8_t *data, size_t size, const struct tk_request *req)
 		n++;
 	} else if (req->expect_mode[0] != '\0')
 		die("expect_mode from nowhere", req->expect_mode);
+	if (json_object_object_get_ex(o, "force", &v)) {
+		if (!json_object_is_type(v, json_type_boolean) ||
+		    json_object_get_boolean(v) != req->force)
+			die("accepted force differs", NULL);
+		n++;
+	} else if (req->force)
+		die("force from nowhere", NULL);
 	if (json_object_object_get_ex(o, "sig", &v)) {
 		if (!json_object_is_type(v, json_type_string))
 			die("accepted a non-string sig", NULL);
@@ -195,13 +204,15 @@ check_accepted(const uint8_t *data, size_t size, const struct tk_request *req,
 	char			 hex[TK_SIG_HEX + 1], buf[512];
 	size_t			 pos;
 	int			 n;
+	struct tk_binding	 bind = { HOST, VM, NULL, NULL, 0 };
+	struct tk_binding	 rbind = { HOST, VM, "r/t", data, size };
 
-	n = tk_canonical(buf, sizeof(buf), HOST, VM, req->id, req->issued_us,
-	    req->expect_mode);
+	n = tk_canonical(buf, sizeof(buf), &bind, req);
 	if (n < 0 || (size_t)n != strlen(buf))
 		die("tk_canonical failed on an accepted request", req->id);
-	if (tk_sign(fkey, FKEYLEN, HOST, VM, req->id, req->issued_us,
-	    req->expect_mode, hex) != 0 || !sig_ok(hex))
+	if (tk_canonical(NULL, 0, &bind, req) != n)
+		die("tk_canonical sizing disagrees", req->id);
+	if (tk_sign(fkey, FKEYLEN, &bind, req, hex) != 0 || !sig_ok(hex))
 		die("tk_sign failed on an accepted request", req->id);
 
 	/* Without a signature, or the one sent: only the right one passes. */
@@ -218,6 +229,23 @@ check_accepted(const uint8_t *data, size_t size, const struct tk_request *req,
 		die("own signature refused", hex);
 	if (tk_verify(fkey, FKEYLEN, HOST, "vm2", &r2) != TK_BAD_SIGNATURE)
 		die("signature valid for another vm", hex);
+	/* Bound to a Response Topic and the input as Correlation Data. */
+	if (size <= TK_CORR_MAX) {
+		if (tk_verify_bound(fkey, FKEYLEN, &rbind, &r2) !=
+		    TK_BAD_SIGNATURE)
+			die("signature valid with a response topic", hex);
+		if (tk_sign(fkey, FKEYLEN, &rbind, req, r2.sig) != 0 ||
+		    tk_verify_bound(fkey, FKEYLEN, &rbind, &r2) != TK_OK)
+			die("bound signature refused", r2.sig);
+		if (size > 0 && tk_verify(fkey, FKEYLEN, HOST, VM, &r2) !=
+		    TK_BAD_SIGNATURE)
+			die("bound signature valid without binding", r2.sig);
+		memcpy(r2.sig, hex, sizeof(hex));
+	}
+	r2.force = !r2.force;
+	if (tk_verify(fkey, FKEYLEN, HOST, VM, &r2) != TK_BAD_SIGNATURE)
+		die("signature valid with force flipped", hex);
+	r2.force = !r2.force;
 	pos = size % ((size_t)TK_SIG_HEX * 8);
 	r2.sig[pos / 8] ^= (char)(1u << (pos % 8));
 	if (tk_verify(fkey, FKEYLEN, HOST, VM, &r2) != TK_BAD_SIGNATURE)
@@ -276,9 +304,17 @@ static const char *const keys[NKEYS][3] = {
 struct model_entry {
 	int		 used;
 	int		 key, dig;
-	int64_t		 expires;
+	int64_t		 recorded;
+	int		 restored;	/* put back by tk_cache_restore() */
 	int		 result;	/* -1: none */
 };
+
+/* 1 while an entry recorded at rec is live at now for ttl. */
+static int
+model_live(int64_t rec, int64_t now, int64_t ttl)
+{
+	return now < (rec > INT64_MAX - ttl ? INT64_MAX : rec + ttl);
+}
 
 /*
  * Runs the input as a script of cache operations, two bytes each: the
@@ -293,7 +329,7 @@ run_cache_script(const uint8_t *data, size_t size)
 	unsigned char		 d[32];
 	const char		*res;
 	char			 rbuf[16];
-	int64_t			 now = NOW, ttl, exp;
+	int64_t			 now = NOW, ttl;
 	size_t			 i, j, count = 0;
 	int			 k, dg, op, nres = 0, want, got;
 	int			 found;
@@ -325,10 +361,35 @@ run_cache_script(const uint8_t *data, size_t size)
 
 		memset(d, 0, sizeof(d));
 		d[0] = (unsigned char)dg;
+		if (op == 5) {
+			got = tk_cache_restore(c, keys[k][0], keys[k][1],
+			    keys[k][2], d, now);
+			if (found >= 0) {
+				m[found].used = 0;
+				count--;
+			}
+			if (count >= MODEL_MAX)
+				want = -1;
+			else {
+				for (j = 0; m[j].used; j++)
+					;
+				m[j] = (struct model_entry){ 1, k, dg, now, 1,
+				    -1 };
+				count++;
+				want = 0;
+			}
+			if (got != want)
+				die("model: tk_cache_restore disagrees", NULL);
+			if (tk_cache_size(c) != count)
+				die("model: size disagrees", NULL);
+			continue;
+		}
 		got = (int)tk_cache_check(c, keys[k][0], keys[k][1],
 		    keys[k][2], d, now, ttl, &res);
-		if (found >= 0 && now < m[found].expires) {
-			if (m[found].dig == dg) {
+		if (found >= 0 && model_live(m[found].recorded, now, ttl)) {
+			if (m[found].restored && m[found].result < 0)
+				want = TK_SEEN_REPLAY;
+			else if (m[found].dig == dg) {
 				want = TK_SEEN_DUPLICATE;
 				if (m[found].result < 0 ? res != NULL :
 				    (res == NULL || atoi(res + 1) !=
@@ -343,7 +404,8 @@ run_cache_script(const uint8_t *data, size_t size)
 			}
 			if (count >= MODEL_MAX)
 				for (j = 0; j < MODEL_MAX; j++)
-					if (m[j].used && now >= m[j].expires) {
+					if (m[j].used && !model_live(
+					    m[j].recorded, now, ttl)) {
 						m[j].used = 0;
 						count--;
 					}
@@ -352,9 +414,7 @@ run_cache_script(const uint8_t *data, size_t size)
 			else {
 				for (j = 0; m[j].used; j++)
 					;
-				exp = now > INT64_MAX - ttl ? INT64_MAX :
-				    now + ttl;
-				m[j] = (struct model_entry){ 1, k, dg, exp,
+				m[j] = (struct model_entry){ 1, k, dg, now, 0,
 				    -1 };
 				count++;
 				want = TK_SEEN_NEW;
@@ -389,6 +449,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    strcmp(again.id, req[ns].id) != 0 ||
 		    again.issued_us != req[ns].issued_us ||
 		    strcmp(again.expect_mode, req[ns].expect_mode) != 0 ||
+		    again.force != req[ns].force ||
 		    strcmp(again.sig, req[ns].sig) != 0)
 			die("tk_parse is not deterministic", NULL);
 	}
