@@ -298,7 +298,13 @@ colo_state_json(const struct colo_vm_state *vs)
 	    add_str(o, "colo_status", cs) == -1 ||
 	    add_int(o, "updated_us", vs->updated_us) == -1 ||
 	    add(o, "last_exit", vs->last_exit != NULL ?
-	    json_object_get(vs->last_exit) : NULL) == -1) {
+	    json_object_get(vs->last_exit) : NULL) == -1 ||
+	    add_str(o, "liveness", vs->liveness) == -1 ||
+	    add_str(o, "bridge", vs->bridge) == -1 ||
+	    add_str(o, "instance", vs->instance) == -1 ||
+	    add_int(o, "started_us", vs->started_us) == -1 ||
+	    add(o, "peer", vs->peer != NULL ?
+	    json_object_get(vs->peer) : NULL) == -1) {
 		json_object_put(o);
 		return NULL;
 	}

@@ -112,6 +112,11 @@ struct colo_vm_state {
 	int		 colo_status;	/* 1: query-colo-status works, 0: not supported, -1: not yet known */
 	int64_t		 updated_us;
 	json_object	*last_exit;	/* borrowed; NULL: null */
+	const char	*liveness;	/* "alive", "gone", "unreachable" */
+	const char	*bridge;	/* the publishing bridge's id */
+	const char	*instance;	/* and its process instance */
+	int64_t		 started_us;	/* when that instance started */
+	json_object	*peer;		/* borrowed; NULL: null (no peer) */
 };
 
 /* Builds the state payload.  New reference, or NULL on memory exhaustion. */

@@ -27,6 +27,8 @@ struct config_vm {
 	char		*tcp_host;	/* tcp */
 	char		*tcp_port;	/* tcp */
 	int		 takeover;	/* -1: inherit, 0: off, 1: on */
+	char		*peer_host;	/* peer = "HOST/VM", or NULL */
+	char		*peer_vm;
 	int		 line;		/* line in the file, for messages */
 };
 

@@ -21,6 +21,7 @@ struct failover {
 	struct loop		*loop;
 	struct qmp		*q;
 	failover_done_cb	 cb;
+	failover_check_cb	 check;
 	void			*arg;
 	enum fstep		 step;
 	char			 expect[16];
@@ -156,6 +157,15 @@ reply_cb(struct qmp *q, json_object *reply, void *arg)
 			finish(f, TK_PRECONDITION_FAILED, NULL, NULL);
 			return;
 		}
+		if (f->check != NULL) {
+			const char	*why = NULL;
+			enum tk_reason	 r = f->check(f->res.have_colo ?
+			    f->res.mode : NULL, &why, f->arg);
+			if (r != TK_OK) {
+				finish(f, r, tk_reason_name(r), why);
+				return;
+			}
+		}
 		f->step = F_HEARTBEAT;
 		if (fo_send(f, "x-colo-lost-heartbeat") == -1) {
 			finish(f, TK_NOT_CONNECTED, "ConnectionLost",
@@ -202,7 +212,8 @@ reply_cb(struct qmp *q, json_object *reply, void *arg)
 
 struct failover *
 failover_start(struct loop *loop, struct qmp *q, const char *expect_mode,
-    unsigned timeout_s, failover_done_cb cb, void *arg)
+    unsigned timeout_s, failover_check_cb check, failover_done_cb cb,
+    void *arg)
 {
 	struct failover	*f;
 
@@ -213,6 +224,7 @@ failover_start(struct loop *loop, struct qmp *q, const char *expect_mode,
 	f->loop = loop;
 	f->q = q;
 	f->cb = cb;
+	f->check = check;
 	f->arg = arg;
 	f->step = F_PRECHECK;
 	snprintf(f->expect, sizeof(f->expect), "%s", expect_mode);

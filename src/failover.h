@@ -2,7 +2,8 @@
  * failover: runs one accepted takeover on one VM's QMP connection.
  *
  *   1. query-colo-status: refuse with not_in_colo when the VM is not in
- *      COLO, with precondition_failed when expect_mode does not match;
+ *      COLO, with precondition_failed when expect_mode does not match,
+ *      and with whatever the check callback says (the pair rules);
  *   2. x-colo-lost-heartbeat: its {} reply only means "scheduled";
  *      QEMU's refusals map to not_in_colo or qemu_error (by class, then
  *      by desc: "The feature 'colo' is not enabled" before 8.0, "VM is
@@ -41,13 +42,23 @@ typedef void (*failover_done_cb)(struct failover *,
     const struct failover_result *, void *arg);
 
 /*
- * Starts a failover; expect_mode "" for none.  Returns the running
- * failover, or NULL when the first command could not be sent (the VM is
- * not connected).
+ * The last word before x-colo-lost-heartbeat, called with the mode just
+ * read by query-colo-status (NULL when this QEMU cannot tell): returns
+ * TK_OK to go on, or the refusal with *why set to a static description.
+ * Nothing runs between this call and the command being sent, so the
+ * decision and the act see the same state.
+ */
+typedef enum tk_reason (*failover_check_cb)(const char *mode,
+    const char **why, void *arg);
+
+/*
+ * Starts a failover; expect_mode "" for none; check may be NULL.  Returns
+ * the running failover, or NULL when the first command could not be sent
+ * (the VM is not connected).
  */
 struct failover	*failover_start(struct loop *, struct qmp *,
 		    const char *expect_mode, unsigned timeout_s,
-		    failover_done_cb, void *arg);
+		    failover_check_cb check, failover_done_cb, void *arg);
 /* Cancels (no callback afterwards) and frees.  NULL is a no-op. */
 void		 failover_free(struct failover *);
 

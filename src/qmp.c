@@ -79,6 +79,9 @@ struct qmp {
 
 	uint64_t		 next_id;
 	struct pending		*phead, *ptail;
+	enum qmp_liveness	 live;
+	int			 gone;		/* this attempt proved QMP_GONE */
+	struct sockaddr_storage	 peer;		/* address of the attempt */
 
 	struct qmp_stats	 stats;
 };
@@ -177,6 +180,60 @@ qmp_ready(const struct qmp *q)
 	return q->st == Q_READY;
 }
 
+enum qmp_liveness
+qmp_liveness(const struct qmp *q)
+{
+	return q->live;
+}
+
+const char *
+qmp_liveness_name(enum qmp_liveness l)
+{
+	switch (l) {
+	case QMP_ALIVE:
+		return "alive";
+	case QMP_GONE:
+		return "gone";
+	default:
+		return "unreachable";
+	}
+}
+
+static void
+set_liveness(struct qmp *q, enum qmp_liveness l)
+{
+	if (q->live == l)
+		return;
+	q->live = l;
+	if (q->cb.liveness != NULL)
+		q->cb.liveness(q, q->arg);
+}
+
+/* Whether a connect() error proves that nothing listens (see qmp.h). */
+static int
+proves_gone(const struct qmp *q, const struct sockaddr_storage *ss, int err)
+{
+	/*
+	 * ENOENT alone is weak: a wrong path or a QEMU that has not created
+	 * its socket yet look the same; it counts once this connection has
+	 * seen a QEMU there (QEMU unlinks its socket when it quits cleanly).
+	 */
+	if (q->o.unix_socket)
+		return err == ECONNREFUSED ||
+		    (err == ENOENT && q->stats.connects > 0);
+	if (err != ECONNREFUSED)
+		return 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+	}
+	return 0;
+}
+
 const struct qmp_stats *
 qmp_stats(const struct qmp *q)
 {
@@ -227,6 +284,11 @@ qmp_drop(struct qmp *q, const char *why)
 	schedule_reconnect(q);
 	if (was_ready && q->cb.down != NULL)
 		q->cb.down(q, q->arg);
+	if (!q->gone)
+		set_liveness(q, QMP_UNREACHABLE);
+	else
+		set_liveness(q, QMP_GONE);
+	q->gone = 0;
 }
 
 static void
@@ -377,8 +439,10 @@ qmp_connect(struct qmp *q)
 	}
 	q->st = Q_CONNECTING;
 	loop_timer_arm(q->timer, q->o.greeting_timeout_ms);
+	q->peer = ss;
 	r = connect(fd, (struct sockaddr *)&ss, sslen);
 	if (r == -1 && errno != EINPROGRESS) {
+		q->gone = proves_gone(q, &q->peer, errno);
 		qmp_drop(q, strerror(errno));
 		return;
 	}
@@ -765,9 +829,11 @@ qmp_io(struct loop *l, int fd, uint32_t events, void *arg)
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == -1)
 			err = errno;
 		if (err != 0) {
+			q->gone = proves_gone(q, &q->peer, err);
 			qmp_drop(q, strerror(err));
 			return;
 		}
+		set_liveness(q, QMP_ALIVE);	/* a process accepted */
 		q->st = Q_GREETING;
 		set_events(q);
 		log_debug("%s: connected, waiting for greeting", q->o.name);

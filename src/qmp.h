@@ -64,7 +64,26 @@ struct qmp_callbacks {
 	void	(*event)(struct qmp *, json_object *event, void *arg);
 	/* A READY connection was lost (not called for failed attempts). */
 	void	(*down)(struct qmp *, void *arg);
+	/* qmp_liveness() changed (may be NULL). */
+	void	(*liveness)(struct qmp *, void *arg);
 };
+
+/*
+ * What the connection attempts say about the process behind the socket,
+ * which a dropped connection alone cannot tell:
+ *   QMP_ALIVE        a process accepted the connection (READY, or it
+ *                    accepted but has not greeted: another client holds it)
+ *   QMP_GONE         nothing listens: the unix socket refuses
+ *                    connections (ECONNREFUSED: QEMU leaves the file
+ *                    behind when it is killed) or, once a QEMU was seen
+ *                    there, no longer exists (ENOENT: QEMU unlinks it when
+ *                    it quits); or a TCP connect to a loopback address was
+ *                    refused
+ *   QMP_UNREACHABLE  anything else (a lost connection before the next
+ *                    attempt, a timeout, a remote TCP peer, not tried yet)
+ * Only QMP_GONE is proof that QEMU is not running.
+ */
+enum qmp_liveness { QMP_UNREACHABLE, QMP_ALIVE, QMP_GONE };
 
 /*
  * Reply callback: reply is the whole reply object ({"return": ...} or
@@ -100,6 +119,8 @@ int		 qmp_command(struct qmp *, const char *cmd, json_object *args,
 		    qmp_reply_cb cb, void *arg);
 
 int		 qmp_ready(const struct qmp *);
+enum qmp_liveness qmp_liveness(const struct qmp *);
+const char	*qmp_liveness_name(enum qmp_liveness); /* "alive", ... */
 const char	*qmp_name(const struct qmp *);
 const struct qmp_stats *qmp_stats(const struct qmp *);
 /* Stops/starts reading input (backpressure); events stay queued in the kernel. */

@@ -1,0 +1,659 @@
+/*
+ * vm: see vm.h.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "mqtt.h"
+#include "vm.h"
+#include "vmstate.h"
+
+static void	query_status(struct vm *);
+static void	on_colo_exit(struct vm *, json_object *, int reconciled);
+static void	publish_state(struct vm *, int force);
+
+/*
+ * Topics are built when published rather than stored: four stored topics
+ * cost 2 KiB a VM.  The prefix was checked to fit at start, so this
+ * cannot truncate.
+ */
+const char *
+vm_topic(char *buf, const struct vm *v, const char *suffix)
+{
+	snprintf(buf, TOPIC_MAX, "%s%s", v->prefix, suffix);
+	return buf;
+}
+
+int
+vm_in_colo(const char *mode)
+{
+	return strcmp(mode, "primary") == 0 || strcmp(mode, "secondary") == 0;
+}
+
+const char *
+vm_liveness(const struct vm *v)
+{
+	return qmp_liveness_name(qmp_liveness(v->q));
+}
+
+static void
+copy_enum(char *dst, const char *src)
+{
+	snprintf(dst, VM_ENUM_BUF, "%s", src != NULL ? src : "");
+}
+
+/* Copies an enum into dst; returns 1 if that changed dst. */
+static int
+set_enum(char *dst, const char *src)
+{
+	char	old[VM_ENUM_BUF];
+
+	memcpy(old, dst, VM_ENUM_BUF);
+	copy_enum(dst, src);
+	return strcmp(old, dst) != 0;
+}
+
+static const char *
+nz(const char *s)
+{
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* FNV-1a: enough to tell whether a payload changed. */
+static uint64_t
+hash64(const char *s, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/*
+ * Publishes the retained state when its content (all but updated_us)
+ * changed since the last publish, or always with force (a broker
+ * reconnect, a re-announcement).  updated_us is the time of the last
+ * change.  Then tells the VMs that follow this one as their local peer.
+ */
+static void
+publish_state(struct vm *v, int force)
+{
+	struct colo_vm_state	 st;
+	json_object		*o, *peer;
+	const char		*s;
+	size_t			 len;
+	uint64_t		 h;
+	char			 t[TOPIC_MAX];
+
+	memset(&st, 0, sizeof(st));
+	st.host = v->cv->host;
+	st.vm = v->cv->name;
+	st.qemu = nz(v->qemu);
+	st.mode = nz(v->mode);
+	st.last_mode = nz(v->last_mode);
+	st.reason = nz(v->reason);
+	st.connected = qmp_ready(v->q);
+	st.colo_status = v->colo_status;
+	st.updated_us = 0;
+	st.last_exit = v->last_exit;
+	st.liveness = vm_liveness(v);
+	st.bridge = v->env->cf->bridge_id;
+	st.instance = v->env->instance;
+	st.started_us = v->env->started_us;
+	peer = v->cv->peer_host != NULL ? peer_json(&v->peer, v->cv->peer_host,
+	    v->cv->peer_vm) : NULL;
+	st.peer = peer;
+	o = colo_state_json(&st);
+	json_object_put(peer);
+	if (o == NULL || (s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+	    &len)) == NULL) {
+		log_warnx("%s: out of memory building state", v->cv->name);
+		json_object_put(o);
+		return;
+	}
+	h = hash64(s, len);
+	if (h != v->state_hash) {
+		v->state_hash = h;
+		v->updated_us = loop_wall_us();
+		force = 1;
+	}
+	if (force) {
+		json_object_object_add(o, "updated_us",
+		    json_object_new_int64(v->updated_us));
+		if ((s = json_object_to_json_string_length(o,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &len)) != NULL)
+			mqtt_publish(v->env->mqtt, vm_topic(t, v, "state"), s,
+			    len, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+	}
+	json_object_put(o);
+	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)
+		if (peer_set_local(&w->peer, v->mode, v->last_mode,
+		    vm_liveness(v), qmp_ready(v->q), v->run != NULL))
+			publish_state(w, 0);
+}
+
+void
+vm_publish_state(struct vm *v)
+{
+	publish_state(v, 0);
+}
+
+static void
+publish_availability(struct vm *v)
+{
+	const char	*s = qmp_ready(v->q) ? "online" : "offline";
+	char		 t[TOPIC_MAX];
+
+	mqtt_publish(v->env->mqtt, vm_topic(t, v, "availability"), s,
+	    strlen(s), 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+}
+
+void
+vm_publish_retained(struct vm *v)
+{
+	publish_availability(v);
+	publish_state(v, 1);
+}
+
+void
+vm_save(struct vm *v)
+{
+	struct vmstate	st;
+
+	if (v->env->cf->state_dir == NULL)
+		return;
+	memset(&st, 0, sizeof(st));
+	memcpy(st.mode, v->mode, VM_ENUM_BUF);
+	memcpy(st.last_mode, v->last_mode, VM_ENUM_BUF);
+	memcpy(st.reason, v->reason, VM_ENUM_BUF);
+	st.exited = v->exited;
+	st.seq_reserved = v->seq_reserved;
+	st.last_exit = v->last_exit;
+	(void)vmstate_save(v->env->cf->state_dir, v->cv->host, v->cv->name,
+	    &st);
+}
+
+/* --- reconciliation ------------------------------------------------ */
+
+/* Publishes the exit nobody saw, from what query-colo-status remembers. */
+static void
+publish_reconciled(struct vm *v, const char *mode, const char *reason)
+{
+	json_object	*ev, *data;
+
+	log_warnx("%s/%s: COLO ended without a COLO_EXIT event reaching the "
+	    "bridge (was %s, now none, last_mode %s, reason %s): publishing a "
+	    "reconciled colo_exit", v->cv->host, v->cv->name,
+	    v->mode[0] ? v->mode : "?", mode, reason[0] ? reason : "?");
+	if ((ev = json_object_new_object()) == NULL ||
+	    (data = json_object_new_object()) == NULL) {
+		json_object_put(ev);
+		log_warnx("%s: out of memory reconciling", v->cv->name);
+		return;
+	}
+	json_object_object_add(ev, "event", json_object_new_string("COLO_EXIT"));
+	json_object_object_add(data, "mode", json_object_new_string(mode));
+	json_object_object_add(data, "reason", reason[0] ?
+	    json_object_new_string(reason) : NULL);
+	json_object_object_add(ev, "data", data);
+	on_colo_exit(v, ev, 1);
+	json_object_put(ev);
+}
+
+static void
+recon_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct vm *v = arg;
+
+	/* The real event may just have been late: then nothing to do. */
+	if (v->exits == v->recon_exits)
+		publish_reconciled(v, v->recon_mode, v->recon_reason);
+}
+
+/*
+ * No exit may be invisible.  QEMU drops events emitted while no client is
+ * negotiated (a bridge restart, a reconnect), and after an error exit
+ * the survivor's later takeover emits none.  So whenever the VM was in
+ * COLO with no exit published for that session, and now is out of it,
+ * COLO ended unseen and a colo_exit with "reconciled": true is published.
+ * Right after a (re)connect that is done at once; while connected, the
+ * real event may still be on its way behind the status reply, so it is
+ * done after RECONCILE_GRACE_MS unless an exit was published meanwhile.
+ */
+#define RECONCILE_GRACE_MS	500
+
+static void
+reconcile(struct vm *v, const struct colo_status *cs, int now)
+{
+	const char *mode;
+
+	if (!vm_in_colo(v->mode) || v->exited || strcmp(cs->mode, "none") != 0)
+		return;
+	mode = cs->last_mode != NULL && vm_in_colo(cs->last_mode) ?
+	    cs->last_mode : v->mode;
+	if (now) {
+		publish_reconciled(v, mode, cs->reason ? cs->reason : "");
+		return;
+	}
+	if (v->recon == NULL &&
+	    (v->recon = loop_timer_new(v->env->loop, recon_tick, v)) == NULL)
+		return;
+	copy_enum(v->recon_mode, mode);
+	copy_enum(v->recon_reason, cs->reason);
+	v->recon_exits = v->exits;
+	loop_timer_arm(v->recon, RECONCILE_GRACE_MS);
+}
+
+/* --- status -------------------------------------------------------- */
+
+static void
+status_reply(struct qmp *q, json_object *reply, void *arg)
+{
+	struct vm		*v = arg;
+	struct colo_status	 cs;
+	json_object		*ret;
+	const char		*cls, *desc;
+	int			 changed = 0;
+
+	v->querying = 0;
+	if (reply == NULL) {
+		/* Disconnected or timed out: keep what we had. */
+		if (v->dirty && qmp_ready(v->q)) {
+			v->dirty = 0;
+			publish_state(v, 0);
+		}
+		return;
+	}
+	if ((cls = qmp_error_class(reply, &desc)) != NULL) {
+		if (strcmp(cls, "CommandNotFound") == 0) {
+			if (v->colo_status != 0)
+				log_info("%s: query-colo-status not supported "
+				    "by this QEMU; state from events only",
+				    v->cv->name);
+			changed |= v->colo_status != 0;
+			v->colo_status = 0;
+		} else
+			log_warnx("%s: query-colo-status: %s: %s", v->cv->name,
+			    cls, desc);
+	} else if (json_object_object_get_ex(reply, "return", &ret) &&
+	    colo_parse_status(ret, &cs) == 0) {
+		reconcile(v, &cs, v->reconcile);
+		if (strcmp(cs.mode, "none") == 0 && v->exited) {
+			v->exited = 0;	/* this COLO session is over */
+			changed = 1;
+		}
+		changed |= v->colo_status != 1;
+		v->colo_status = 1;
+		changed |= set_enum(v->mode, cs.mode);
+		changed |= set_enum(v->last_mode, cs.last_mode);
+		changed |= set_enum(v->reason, cs.reason);
+	} else {
+		log_warnx("%s: query-colo-status: unexpected reply", v->cv->name);
+		v->env->malformed++;
+	}
+	v->reconcile = 0;
+	if (changed) {
+		vm_save(v);
+		log_info("%s/%s: COLO mode=%s last_mode=%s reason=%s",
+		    v->cv->host, v->cv->name, v->mode[0] ? v->mode : "?",
+		    v->last_mode[0] ? v->last_mode : "?",
+		    v->reason[0] ? v->reason : "?");
+	}
+	if (changed || v->dirty) {
+		v->dirty = 0;
+		publish_state(v, 0);
+	}
+	if (v->requery) {
+		v->requery = 0;
+		query_status(v);
+	}
+}
+
+/*
+ * Reads query-colo-status (one at a time per VM; a request made while one
+ * is in flight runs after it).  The state is published when its content
+ * changed.
+ */
+static void
+query_status(struct vm *v)
+{
+	if (v->querying) {
+		v->requery = 1;
+		return;
+	}
+	if (v->colo_status == 0) {
+		/* Not supported: nothing to read; publish what we know. */
+		if (v->dirty) {
+			v->dirty = 0;
+			publish_state(v, 0);
+		}
+		return;
+	}
+	if (qmp_command(v->q, "query-colo-status", NULL, status_reply, v) == -1) {
+		v->dirty = 0;
+		publish_state(v, 0);
+		return;
+	}
+	v->querying = 1;
+}
+
+void
+vm_refresh(struct vm *v)
+{
+	v->dirty = 1;
+	query_status(v);
+}
+
+/* Periodic re-read: COLO starting emits no event of its own. */
+static void
+poll_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct vm	*v = arg;
+
+	/* Not while reads wait at the gate: replies could not be read. */
+	if (qmp_ready(v->q) && v->colo_status != 0 &&
+	    !qmp_gate_closed(v->env->gate))
+		query_status(v);
+	loop_timer_arm(t, (uint64_t)v->env->cf->status_interval_s * 1000);
+}
+
+/* --- QMP callbacks ------------------------------------------------- */
+
+static void
+on_greeting(struct qmp *q, json_object *greeting, void *arg)
+{
+	struct vm	*v = arg;
+
+	if (colo_qemu_version(greeting, v->qemu, sizeof(v->qemu)) == -1)
+		v->qemu[0] = '\0';
+}
+
+static void
+on_ready(struct qmp *q, void *arg)
+{
+	struct vm	*v = arg;
+
+	log_info("%s/%s: QMP negotiated (QEMU %s)", v->cv->host, v->cv->name,
+	    v->qemu[0] ? v->qemu : "version unknown");
+	v->colo_status = -1;	/* the QEMU behind the socket may have changed */
+	v->querying = v->requery = 0;
+	v->dirty = 1;
+	v->reconcile = 1;
+	publish_availability(v);
+	query_status(v);
+}
+
+static void
+on_down(struct qmp *q, void *arg)
+{
+	struct vm	*v = arg;
+
+	v->querying = v->requery = 0;
+	publish_availability(v);
+	publish_state(v, 0);
+}
+
+/* Alive, gone or unreachable: the pair rules depend on it. */
+static void
+on_liveness(struct qmp *q, void *arg)
+{
+	struct vm	*v = arg;
+
+	if (qmp_liveness(q) == QMP_GONE)
+		log_info("%s/%s: QEMU is gone (its QMP socket refuses "
+		    "connections)", v->cv->host, v->cv->name);
+	publish_state(v, 0);
+}
+
+static void
+on_colo_exit(struct vm *v, json_object *ev, int reconciled)
+{
+	struct vm_env	*env = v->env;
+	struct colo_ctx	 ctx;
+	json_object	*out, *mode, *reason;
+	int		 malformed = 0;
+	char		 t[TOPIC_MAX];
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.host = v->cv->host;
+	ctx.vm = v->cv->name;
+	ctx.bridge = env->cf->bridge_id;
+	ctx.qemu = nz(v->qemu);
+	ctx.seq = ++v->seq;
+	ctx.recv_us = loop_wall_us();
+	if ((out = colo_normalize_exit(ev, &ctx, &malformed)) == NULL) {
+		log_warnx("%s: out of memory normalising COLO_EXIT", v->cv->name);
+		v->seq--;
+		return;
+	}
+	v->exits++;
+	if (reconciled)
+		json_object_object_add(out, "reconciled",
+		    json_object_new_boolean(1));
+	/*
+	 * Persist first, publish second: a crash in between must not leave
+	 * a spooled event whose exit the state file does not know about
+	 * (it would be resent and reconciled too), nor a seq that a restart
+	 * could hand out again.
+	 */
+	if (ctx.seq >= v->seq_reserved || !v->exited) {
+		if (ctx.seq >= v->seq_reserved)
+			v->seq_reserved = ctx.seq + VMSTATE_SEQ_RESERVE;
+		v->exited = 1;
+		vm_save(v);
+	}
+	if (malformed) {
+		v->malformed++;
+		env->malformed++;
+		log_warnx("%s/%s: malformed COLO_EXIT published with what is "
+		    "known (seq %" PRIu64 ")", v->cv->host, v->cv->name, ctx.seq);
+	}
+	mode = json_object_object_get(out, "mode");
+	reason = json_object_object_get(out, "reason");
+	if (ratelim_allow(&env->exit_log, loop_now_ms()))
+		log_info("%s/%s: COLO_EXIT mode=%s reason=%s seq=%" PRIu64 "%s",
+		    v->cv->host, v->cv->name,
+		    mode ? json_object_get_string(mode) : "null",
+		    reason ? json_object_get_string(reason) : "null", ctx.seq,
+		    reconciled ? " (reconciled)" : "");
+	{
+		size_t		 len;
+		const char	*s = json_object_to_json_string_length(out,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &len);
+		if (s != NULL)
+			mqtt_publish(env->mqtt, vm_topic(t, v,
+			    "event/colo_exit"), s, len, env->cf->qos, 0);
+	}
+	env->events_out++;
+	json_object_put(v->last_exit);
+	v->last_exit = out;
+	if (v->colo_status == 0) {
+		/* No query-colo-status: the event is all we know. */
+		v->mode[0] = '\0';
+		copy_enum(v->last_mode, mode ? json_object_get_string(mode) : "");
+		copy_enum(v->reason, reason ? json_object_get_string(reason) : "");
+	}
+	vm_refresh(v);	/* the exit changed the COLO state */
+}
+
+static void
+on_event(struct qmp *q, json_object *ev, void *arg)
+{
+	struct vm	*v = arg;
+	json_object	*name;
+
+	v->events_in++;
+	if (!json_object_object_get_ex(ev, "event", &name))
+		return;
+	if (strcmp(json_object_get_string(name), "COLO_EXIT") == 0)
+		on_colo_exit(v, ev, 0);
+	else if ((strcmp(json_object_get_string(name), "RESUME") == 0 ||
+	    strcmp(json_object_get_string(name), "MIGRATION") == 0) &&
+	    (v->mode[0] == '\0' || strcmp(v->mode, "none") == 0) &&
+	    v->colo_status != 0 && !v->querying)
+		query_status(v);	/* COLO may just have started */
+}
+
+/* --- two bridges, one VM ------------------------------------------- */
+
+#define ANNOUNCE_MIN_MS	5000	/* re-announcements per VM, at most */
+
+void
+vm_on_foreign_state(struct vm *v, const void *payload, size_t len)
+{
+	struct vm_env	*env = v->env;
+	json_tokener	*tok;
+	json_object	*o = NULL, *inst, *start, *br;
+	const char	*other, *obridge;
+	int64_t		 ostart;
+	uint64_t	 now = loop_now_ms();
+	int		 second;
+
+	if (len == 0 || len > 65536 || (tok = json_tokener_new()) == NULL)
+		return;
+	o = json_tokener_parse_ex(tok, payload, (int)len);
+	json_tokener_free(tok);
+	if (o == NULL || !json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "instance", &inst) ||
+	    !json_object_is_type(inst, json_type_string) ||
+	    !json_object_object_get_ex(o, "started_us", &start) ||
+	    !json_object_is_type(start, json_type_int)) {
+		json_object_put(o);	/* not a bridge's state: no claim */
+		return;
+	}
+	other = json_object_get_string(inst);
+	if (strcmp(other, env->instance) == 0) {
+		json_object_put(o);	/* our own, echoed by the broker */
+		return;
+	}
+	ostart = json_object_get_int64(start);
+	obridge = json_object_object_get_ex(o, "bridge", &br) &&
+	    json_object_is_type(br, json_type_string) ?
+	    json_object_get_string(br) : "?";
+	second = ostart < env->started_us ||
+	    (ostart == env->started_us && strcmp(other, env->instance) < 0);
+	v->clash_seen_ms = now;
+	if (second) {
+		if (!v->clash) {
+			v->clash = 1;
+			env->clashes++;
+			if (ratelim_allow(&env->clash_log, now))
+				log_warnx("%s/%s: another bridge (%s, instance "
+				    "%s) already serves this VM's topics: "
+				    "refusing takeovers for it; fix the "
+				    "configuration (host/name) of one of the "
+				    "two", v->cv->host, v->cv->name, obridge,
+				    other);
+		}
+	} else if (v->announce_ms == 0 || now - v->announce_ms >=
+	    ANNOUNCE_MIN_MS) {
+		v->announce_ms = now;
+		if (ratelim_allow(&env->clash_log, now))
+			log_warnx("%s/%s: another bridge (%s, instance %s, "
+			    "started later) publishes this VM's topics; it "
+			    "will refuse takeovers for it", v->cv->host,
+			    v->cv->name, obridge, other);
+		publish_state(v, 1);	/* so that it learns it is second */
+	}
+	json_object_put(o);
+}
+
+/* --- life cycle ---------------------------------------------------- */
+
+int
+vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
+    uint64_t seed)
+{
+	const struct config	*cf = env->cf;
+	struct qmp_callbacks	 qcb = { on_greeting, on_ready, on_event,
+	    on_down, on_liveness };
+	struct qmp_opts		 o;
+	char			 t[TOPIC_MAX];
+
+	v->env = env;
+	v->cv = cv;
+	v->colo_status = -1;
+	peer_init(&v->peer, cv->peer_host != NULL, 0);
+	if (cf->state_dir != NULL) {
+		struct vmstate st;
+		int r = vmstate_load(cf->state_dir, cv->host, cv->name, &st);
+		if (r == -1) {
+			/* Unknown past: jump far above any count. */
+			v->seq = v->seq_reserved =
+			    (uint64_t)loop_wall_us() / 1000;
+			log_warnx("%s/%s: state lost; seq continues from %"
+			    PRIu64, cv->host, cv->name, v->seq);
+		}
+		if (r == 0) {
+			memcpy(v->mode, st.mode, VM_ENUM_BUF);
+			memcpy(v->last_mode, st.last_mode, VM_ENUM_BUF);
+			memcpy(v->reason, st.reason, VM_ENUM_BUF);
+			v->exited = st.exited;
+			v->seq = v->seq_reserved = st.seq_reserved;
+			v->last_exit = st.last_exit;	/* taken over */
+		}
+	}
+	/* The longest suffix must fit, so vm_topic() never cuts. */
+	if (topic_build(t, sizeof(t), cf->base_topic, cv->host, cv->name,
+	    "event/colo_exit") == -1 ||
+	    topic_build(t, sizeof(t), cf->base_topic, cv->host, cv->name,
+	    "") == -1 || (v->prefix = strdup(t)) == NULL) {
+		log_warnx("%s: topics too long", cv->name);
+		return -1;
+	}
+	memset(&o, 0, sizeof(o));
+	o.name = cv->name;
+	o.unix_socket = cv->addr == CONFIG_ADDR_UNIX;
+	o.path = cv->path;
+	o.host = cv->tcp_host;
+	o.port = cv->tcp_port;
+	o.max_msg = cf->max_msg_bytes;
+	o.backoff_min_ms = cf->backoff_min_ms;
+	o.backoff_max_ms = cf->backoff_max_ms;
+	o.greeting_timeout_ms = cf->greeting_timeout_ms;
+	o.command_timeout_ms = cf->command_timeout_ms;
+	o.seed = seed;
+	o.total_buffered = &env->in_buffered;
+	o.tok = env->tok;
+	o.gate = env->gate;
+	o.total_max = cf->max_input_total;
+	if (cf->status_interval_s > 0 &&
+	    (v->poll = loop_timer_new(env->loop, poll_tick, v)) == NULL)
+		return -1;
+	if ((v->q = qmp_new(env->loop, &o, &qcb, v)) == NULL)
+		return -1;
+	return 0;
+}
+
+void
+vm_start(struct vm *v, uint64_t first_poll_ms)
+{
+	qmp_start(v->q);
+	if (v->poll != NULL)
+		loop_timer_arm(v->poll, first_poll_ms);
+}
+
+void
+vm_cleanup(struct vm *v)
+{
+	free(v->prefix);
+	qmp_free(v->q);
+	loop_timer_free(v->poll);
+	loop_timer_free(v->recon);
+	json_object_put(v->last_exit);
+	v->prefix = NULL;
+	v->q = NULL;
+	v->poll = v->recon = NULL;
+	v->last_exit = NULL;
+}

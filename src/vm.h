@@ -1,0 +1,134 @@
+/*
+ * vm: one configured VM: its QMP connection, its COLO state as published,
+ * the status polling and reconciliation that keep that state true, and
+ * its retained topics (state, availability) and colo_exit events.
+ *
+ * Every VM shares one vm_env with the others (the loop, the broker, the
+ * configuration, the shared QMP tokener and backpressure gate, totals).
+ * The bridge owns both; the takeover path (command.c) and the stats
+ * (stats.c) read and update VMs through this header.  Loop thread only.
+ */
+#ifndef QMP2MQTT_VM_H
+#define QMP2MQTT_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "colo.h"
+#include "peer.h"
+#include "qmp.h"
+#include "ratelim.h"
+#include "topic.h"
+
+struct loop;
+struct config;
+struct config_vm;
+struct mqtt;
+struct cmd_run;
+struct vm;
+
+#define VM_ENUM_BUF	(COLO_ENUM_MAX + 1)
+#define VM_INSTANCE_LEN	16		/* hex digits of an instance id */
+
+struct vm_env {
+	struct loop		*loop;
+	const struct config	*cf;
+	struct mqtt		*mqtt;
+	struct json_tokener	*tok;		/* shared by all VMs */
+	struct qmp_gate		*gate;		/* backpressure */
+	size_t			 in_buffered;	/* all VMs' partial input */
+	char			 instance[VM_INSTANCE_LEN + 1];
+	int64_t			 started_us;	/* this process' start */
+	uint64_t		 events_out;
+	uint64_t		 malformed;
+	uint64_t		 clashes;	/* VMs another bridge serves too */
+	struct ratelim		 exit_log;	/* COLO_EXIT lines */
+	struct ratelim		 clash_log;
+	/* A VM's view changed (mode, liveness, connection): for its peers. */
+	void			(*changed)(struct vm *, void *arg);
+	void			*arg;
+};
+
+struct vm {
+	struct vm_env		*env;
+	const struct config_vm	*cv;
+	struct qmp		*q;
+	char			*prefix;	/* "<base>/<host>/<vm>/" */
+	uint64_t		 seq;
+	char			 qemu[32];
+	char			 mode[VM_ENUM_BUF];	/* "" = unknown */
+	char			 last_mode[VM_ENUM_BUF];
+	char			 reason[VM_ENUM_BUF];
+	int			 colo_status;	/* -1 unknown, 0 unsupported, 1 ok */
+	int64_t			 updated_us;
+	uint64_t		 state_hash;	/* of the last state published */
+	json_object		*last_exit;
+	struct loop_timer	*poll;
+	int			 querying;	/* query-colo-status in flight */
+	int			 requery;	/* another one wanted after it */
+	int			 dirty;		/* publish even if unchanged */
+	int			 exited;	/* COLO_EXIT published this session */
+	int			 reconcile;	/* compare at the next status read */
+	struct loop_timer	*recon;		/* grace before reconciling */
+	uint64_t		 recon_exits;	/* exits when it was armed */
+	char			 recon_mode[VM_ENUM_BUF];
+	char			 recon_reason[VM_ENUM_BUF];
+	uint64_t		 seq_reserved;	/* persisted seq upper bound */
+
+	/* The pair. */
+	struct peer_view	 peer;
+	struct vm		*local_peer;	/* when this bridge serves it */
+	struct vm		*watchers;	/* VMs whose local peer this is */
+	struct vm		*watch_next;
+
+	/* Another bridge publishing this VM's topics. */
+	int			 clash;		/* we are the second: refuse */
+	uint64_t		 clash_seen_ms;
+	uint64_t		 announce_ms;	/* last re-announce (first one) */
+
+	/* Takeover (command.c). */
+	struct cmd_run		*run;		/* NULL when idle */
+	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
+
+	uint64_t		 events_in;
+	uint64_t		 exits;
+	uint64_t		 malformed;
+};
+
+/*
+ * Sets up v for cv (loads its persisted state from state_dir, creates its
+ * QMP connection, not started).  0, or -1 (logged); vm_cleanup() then
+ * frees whatever was set up.
+ */
+int		 vm_init(struct vm *, struct vm_env *, const struct config_vm *,
+		    uint64_t seed);
+/* Starts connecting; the first status poll runs after first_poll_ms. */
+void		 vm_start(struct vm *, uint64_t first_poll_ms);
+void		 vm_cleanup(struct vm *);
+
+/* The VM's topic for suffix, in buf (TOPIC_MAX bytes). */
+const char	*vm_topic(char *buf, const struct vm *, const char *suffix);
+/* Republishes availability and state (after a broker connect). */
+void		 vm_publish_retained(struct vm *);
+/* Publishes the state if its content changed since the last one. */
+void		 vm_publish_state(struct vm *);
+/* Reads query-colo-status again and publishes the state afterwards. */
+void		 vm_refresh(struct vm *);
+/* Persists what was published (no-op without a state_dir). */
+void		 vm_save(struct vm *);
+/* 1 for "primary" and "secondary". */
+int		 vm_in_colo(const char *mode);
+/* The liveness name of the VM's QEMU ("alive", "gone", "unreachable"). */
+const char	*vm_liveness(const struct vm *);
+
+/*
+ * A state payload for v's own topic arrived from another client (not a
+ * retained one): another bridge serves this VM too.  Decides which of the
+ * two is second (the later start) and marks v->clash on the second; the
+ * first re-announces its state so that the second learns it too.
+ */
+void		 vm_on_foreign_state(struct vm *, const void *payload,
+		    size_t len);
+
+#endif
