@@ -14,7 +14,6 @@
 #include "bridge.h"
 #include "command.h"
 #include "config.h"
-#include "interim.h"
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
@@ -171,6 +170,8 @@ publish_bridge_state(struct bridge *b)
 	json_object_object_add(o, "instance",
 	    json_object_new_string(b->env.instance));
 	json_object_object_add(o, "vms", json_object_new_int64((int64_t)b->nvms));
+	json_object_object_add(o, "warnings",
+	    json_object_new_int64((int64_t)b->cf->nwarnings));
 	if ((s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len)) != NULL)
 		mqtt_publish(b->mqtt, b->t_bstate, s, len, 1,

@@ -8,11 +8,11 @@
 #include "command.h"
 #include "config.h"
 #include "failover.h"
-#include "interim.h"
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
 #include "peer.h"
+#include "tkstore.h"
 #include "topic.h"
 #include "vm.h"
 
@@ -268,10 +268,8 @@ static int
 reply_allowed(const struct config *cf, const char *t)
 {
 	char		 lv[TOPIC_MAX];
-	char		 prefix[TOPIC_MAX];
+	const char	*prefix = cf->takeover.reply_prefix;
 	size_t		 n = strlen(t);
-
-	snprintf(prefix, sizeof(prefix), "%s/reply/", cf->base_topic);
 
 	if (n == 0 || n >= TOPIC_MAX || t[0] == '$' ||
 	    strncmp(t, prefix, strlen(prefix)) != 0 || n == strlen(prefix))
@@ -408,6 +406,11 @@ cmd_request(struct cmd_ctx *cx, struct vm *v, const struct mqtt_msg *msg)
 		return;
 	}
 	/* Recorded: from here on the id can never run again. */
+	if (cx->store_failed) {
+		refuse(cx, v, req.id, TK_STORE_ERROR, "the replay store in "
+		    "state_dir could not be read at start", NULL, msg, 1);
+		return;
+	}
 	if (cx->store != NULL && tkstore_record(cx->store, v->cv->host,
 	    v->cv->name, req.id, digest, now) == -1) {
 		refuse(cx, v, req.id, TK_STORE_ERROR, "the replay store in "
@@ -538,7 +541,14 @@ cmd_init(struct cmd_ctx *cx, struct loop *loop, const struct config *cf,
 		}
 		n = tkstore_load(cx->store, cx->cache, loop_wall_us(),
 		    ((int64_t)cf->takeover.window_s * 2 + 1) * 1000000);
-		if (n > 0)
+		if (n == -1) {
+			/* Fail closed: an id could run a second time. */
+			cx->store_failed = 1;
+			log_warnx("takeover: the replay store in %s could not "
+			    "be read back: every takeover is refused "
+			    "(store_error) until the bridge restarts with a "
+			    "readable store", cf->state_dir);
+		} else if (n > 0)
 			log_info("takeover: %d request id(s) of the last %u s "
 			    "restored: they will not run again", n,
 			    cf->takeover.window_s * 2 + 1);

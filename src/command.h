@@ -43,6 +43,7 @@ struct cmd_ctx {
 	int64_t			 started_us;
 	int			 flow_full;	/* the outbound queue is full */
 	int			 stopping;
+	int			 store_failed;	/* ids could not be restored */
 	uint64_t		 count[TK_NREASONS];	/* outcomes by reason */
 	uint64_t		 accepted;
 	uint64_t		 forced;

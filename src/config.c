@@ -22,8 +22,8 @@
 #include "config.h"
 #include "topic.h"
 
-#define KEY_MIN_BYTES	16
-#define KEY_MAX_BYTES	1024
+#define KEY_MIN_BYTES	32
+#define KEY_FILE_MAX	4096		/* a key file is never larger */
 
 struct cctx {
 	const char	*file;
@@ -299,7 +299,37 @@ check_duplicates(struct cctx *c, struct config *cf, config_setting_t *list)
 }
 
 static const char *const vm_keys[] = { "name", "qmp", "host", "takeover",
-    NULL };
+    "peer", NULL };
+
+/*
+ * Parses peer = "HOST/VM" of vm (setting s, key "vms[N].peer"): exactly
+ * one '/', both halves valid topic levels, not the VM itself.  0 or -1.
+ */
+static int
+parse_peer(struct cctx *c, const config_setting_t *s, const char *key,
+    struct config_vm *vm, const char *text)
+{
+	const char	*slash = strchr(text, '/'), *why;
+
+	if (slash == NULL || strchr(slash + 1, '/') != NULL)
+		return cerr(c, s, key, "\"%s\": expected \"HOST/VM\" with "
+		    "exactly one '/'", text);
+	vm->peer_host = strndup(text, (size_t)(slash - text));
+	vm->peer_vm = xstrdup(slash + 1);
+	if (vm->peer_host == NULL)
+		return cerr(c, s, key, "out of memory");
+	if ((why = topic_level_check(vm->peer_host)) != NULL)
+		return cerr(c, s, key, "\"%s\": host \"%s\" cannot be used as "
+		    "an MQTT topic level: %s", text, vm->peer_host, why);
+	if ((why = topic_level_check(vm->peer_vm)) != NULL)
+		return cerr(c, s, key, "\"%s\": VM \"%s\" cannot be used as "
+		    "an MQTT topic level: %s", text, vm->peer_vm, why);
+	if (strcmp(vm->peer_host, vm->host) == 0 &&
+	    strcmp(vm->peer_vm, vm->name) == 0)
+		return cerr(c, s, key, "\"%s\" is this VM itself; name the "
+		    "other side of the COLO pair", text);
+	return 0;
+}
 
 static int
 parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
@@ -353,59 +383,140 @@ parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 				    "must be true or false");
 			vm->takeover = config_setting_get_bool(t);
 		}
+		if ((t = config_setting_get_member(g, "peer")) != NULL) {
+			char key[48];
+
+			snprintf(key, sizeof(key), "%s.peer", where);
+			if (config_setting_type(t) != CONFIG_TYPE_STRING)
+				return cerr(c, t, key, "must be a string "
+				    "\"HOST/VM\"");
+			if (parse_peer(c, t, key, vm,
+			    config_setting_get_string(t)) == -1)
+				return -1;
+		}
 	}
 	return check_duplicates(c, cf, list);
 }
 
 /*
- * Reads the takeover key file: refused when group or others may read it.
- * The key is the file's bytes without trailing whitespace.  0 or -1.
+ * Reads the takeover key file.  It must be the file itself (not a
+ * symbolic link), a regular file (a FIFO would hang the daemon: it is
+ * opened non-blocking and refused), owned by the daemon's user or root,
+ * unreadable to group and others, at most KEY_FILE_MAX bytes.  The key is
+ * its bytes without trailing whitespace, at least KEY_MIN_BYTES.  0 or -1.
  */
 static int
 load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
 {
-	struct stat	 st;
-	unsigned char	 buf[KEY_MAX_BYTES + 2];
-	ssize_t		 n;
-	int		 fd;
+	static const char	*key = "takeover.key_file";
+	struct stat		 st;
+	unsigned char		 buf[KEY_FILE_MAX + 1];
+	size_t			 len = 0;
+	ssize_t			 n;
+	int			 fd;
 
-	if ((fd = open(t->key_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
-		return cerr(c, s, "takeover.key_file", "%s: %s", t->key_file,
-		    strerror(errno));
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (lstat(t->key_file, &st) == -1)
+		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return cerr(c, s, key, "%s is a symbolic link; key_file must "
+		    "name the key file itself", t->key_file);
+	if ((fd = open(t->key_file, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1)
+		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+	if (fstat(fd, &st) == -1) {
 		close(fd);
-		return cerr(c, s, "takeover.key_file", "%s: not a regular file",
-		    t->key_file);
+		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return cerr(c, s, key, "%s: not a regular file", t->key_file);
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		close(fd);
+		return cerr(c, s, key, "%s: owned by uid %lu, neither the "
+		    "daemon's user (uid %lu) nor root; chown it", t->key_file,
+		    (unsigned long)st.st_uid, (unsigned long)geteuid());
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		close(fd);
-		return cerr(c, s, "takeover.key_file", "%s: mode %04o lets "
-		    "group or others read it; chmod 600 it", t->key_file,
+		return cerr(c, s, key, "%s: mode %04o lets group or others "
+		    "use it; chmod 600 it", t->key_file,
 		    (unsigned)(st.st_mode & 07777));
 	}
-	n = read(fd, buf, sizeof(buf));
+	if (st.st_size > KEY_FILE_MAX) {
+		close(fd);
+		return cerr(c, s, key, "%s: larger than %d bytes: not a key "
+		    "file?", t->key_file, KEY_FILE_MAX);
+	}
+	/* Read it whole: it may have grown since fstat. */
+	while (len < sizeof(buf)) {
+		n = read(fd, buf + len, sizeof(buf) - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			close(fd);
+			explicit_bzero(buf, sizeof(buf));
+			return cerr(c, s, key, "%s: %s", t->key_file,
+			    strerror(errno));
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
 	close(fd);
-	if (n < 0)
-		return cerr(c, s, "takeover.key_file", "%s: %s", t->key_file,
-		    strerror(errno));
-	while (n > 0 && isspace(buf[n - 1]))
-		n--;
-	if (n > KEY_MAX_BYTES)
-		return cerr(c, s, "takeover.key_file", "%s: key longer than "
-		    "%d bytes", t->key_file, KEY_MAX_BYTES);
-	if (n < KEY_MIN_BYTES)
-		return cerr(c, s, "takeover.key_file", "%s: key shorter than "
-		    "%d bytes", t->key_file, KEY_MIN_BYTES);
-	if ((t->key = malloc((size_t)n)) == NULL)
-		return cerr(c, s, "takeover.key_file", "out of memory");
-	memcpy(t->key, buf, (size_t)n);
-	t->key_len = (size_t)n;
+	if (len > KEY_FILE_MAX) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "%s: larger than %d bytes: not a key "
+		    "file?", t->key_file, KEY_FILE_MAX);
+	}
+	while (len > 0 && isspace(buf[len - 1]))
+		len--;
+	if (len < KEY_MIN_BYTES) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "%s: the key must be at least %d bytes; "
+		    "make one with qmp2mqtt-ctl genkey FILE", t->key_file,
+		    KEY_MIN_BYTES);
+	}
+	if ((t->key = malloc(len)) == NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "out of memory");
+	}
+	memcpy(t->key, buf, len);
+	t->key_len = len;
 	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }
 
+/*
+ * Checks takeover.reply_prefix: not empty, no wildcard, not a $ topic.
+ * Returns NULL, or why not.
+ */
+static const char *
+reply_prefix_check(const char *p)
+{
+	if (*p == '\0')
+		return "must not be empty";
+	if (strpbrk(p, "+#") != NULL)
+		return "must not contain the wildcards + or #";
+	if (*p == '$')
+		return "must not start with $";
+	return NULL;
+}
+
 static const char *const takeover_keys[] = { "enabled", "auth", "key_file",
-    "window_s", "min_interval_s", "timeout_s", NULL };
+    "window_s", "min_interval_s", "timeout_s", "reply_prefix", NULL };
+
+/* Sets the default reply prefix "<base_topic>/reply/".  0 or -1. */
+static int
+default_reply_prefix(struct cctx *c, struct config *cf)
+{
+	size_t	n = strlen(cf->base_topic) + sizeof("/reply/");
+
+	if ((cf->takeover.reply_prefix = malloc(n)) == NULL)
+		return cerr(c, NULL, "takeover.reply_prefix", "out of memory");
+	snprintf(cf->takeover.reply_prefix, n, "%s/reply/", cf->base_topic);
+	return 0;
+}
 
 static int
 parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
@@ -413,6 +524,7 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	struct config_takeover	*t = &cf->takeover;
 	const config_setting_t	*g;
 	char			*auth = NULL;
+	const char		*why;
 	int			 any = 0;
 
 	t->enabled = 0;
@@ -421,7 +533,7 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	t->min_interval_s = 10;
 	t->timeout_s = 10;
 	if ((g = get_group(c, root, "takeover")) == NULL) {
-		if (c->failed)
+		if (c->failed || default_reply_prefix(c, cf) == -1)
 			return -1;
 		for (size_t i = 0; i < cf->nvms; i++)
 			if (cf->vms[i].takeover == 1)
@@ -439,9 +551,22 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	    get_uint(c, g, "takeover", "window_s", &t->window_s, 1, 3600) == -1 ||
 	    get_uint(c, g, "takeover", "min_interval_s", &t->min_interval_s,
 	    0, 86400) == -1 ||
-	    get_uint(c, g, "takeover", "timeout_s", &t->timeout_s, 1, 600) == -1) {
+	    get_uint(c, g, "takeover", "timeout_s", &t->timeout_s, 1, 600) == -1 ||
+	    get_str(c, g, "takeover", "reply_prefix", &t->reply_prefix,
+	    0) == -1) {
 		free(auth);
 		return -1;
+	}
+	if (t->reply_prefix == NULL) {
+		if (default_reply_prefix(c, cf) == -1) {
+			free(auth);
+			return -1;
+		}
+	} else if ((why = reply_prefix_check(t->reply_prefix)) != NULL) {
+		free(auth);
+		return cerr(c, config_setting_get_member(g, "reply_prefix"),
+		    "takeover.reply_prefix", "\"%s\": %s", t->reply_prefix,
+		    why);
 	}
 	if (auth != NULL) {
 		if (strcmp(auth, "hmac") == 0)
@@ -660,6 +785,102 @@ parse_mqtt(struct cctx *c, struct config *cf, const config_setting_t *root)
 	return 0;
 }
 
+static void
+add_warning(struct config *cf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Appends a formatted warning to cf; out of memory drops it. */
+static void
+add_warning(struct config *cf, const char *fmt, ...)
+{
+	va_list	  ap;
+	char	**w, *msg;
+	int	  n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((w = reallocarray(cf->warnings, cf->nwarnings + 1,
+	    sizeof(*w))) == NULL) {
+		free(msg);
+		return;
+	}
+	w[cf->nwarnings++] = msg;
+	cf->warnings = w;
+}
+
+/* 1 when topic level s contains '.', which RabbitMQ turns into '/'. */
+static int
+has_dot(const char *s)
+{
+	return s != NULL && strchr(s, '.') != NULL;
+}
+
+/*
+ * Notes '.' in name (setting where) for the dot warning: the first one
+ * is named, the rest counted.
+ */
+static void
+note_dot(const char *where, const char *name, const char **first_where,
+    const char **first, size_t *count)
+{
+	if (!has_dot(name))
+		return;
+	if ((*count)++ == 0) {
+		*first_where = where;
+		*first = name;
+	}
+}
+
+/* Adds the warnings for valid but unsafe settings (see config.h). */
+static void
+check_warnings(struct config *cf)
+{
+	const char	*fw = NULL, *fname = NULL;
+	size_t		 ndots = 0, i;
+	int		 any = cf->takeover.enabled, tls_client = 0;
+
+	for (i = 0; i < cf->nvms; i++)
+		if (cf->vms[i].takeover == 1)
+			any = 1;
+	if (cf->certfile != NULL && cf->keyfile != NULL)
+		for (i = 0; i < cf->nuris; i++)
+			if (strncmp(cf->uris[i], "ssl://", 6) == 0 ||
+			    strncmp(cf->uris[i], "mqtts://", 8) == 0 ||
+			    strncmp(cf->uris[i], "wss://", 6) == 0)
+				tls_client = 1;
+	if (any && cf->takeover.auth == CONFIG_AUTH_ACL &&
+	    cf->username == NULL && !tls_client)
+		add_warning(cf, "takeover.auth = acl but the bridge connects "
+		    "without a username or TLS client certificate: the broker "
+		    "cannot apply an ACL to anyone; see README 'Safe fleet "
+		    "set-up'");
+	if (any && cf->mqtt_version == 3)
+		add_warning(cf, "takeover is enabled with mqtt.version = 3: "
+		    "MQTT 3.1.1 cannot mark retained takeover requests "
+		    "reliably; use mqtt.version = 5");
+
+	note_dot("bridge.host", cf->host, &fw, &fname, &ndots);
+	for (i = 0; i < cf->nvms; i++) {
+		if (strcmp(cf->vms[i].host, cf->host) != 0)	/* not twice */
+			note_dot("vms.host", cf->vms[i].host, &fw, &fname,
+			    &ndots);
+		note_dot("vms.name", cf->vms[i].name, &fw, &fname, &ndots);
+		note_dot("vms.peer", cf->vms[i].peer_host, &fw, &fname, &ndots);
+		note_dot("vms.peer", cf->vms[i].peer_vm, &fw, &fname, &ndots);
+	}
+	if (ndots == 1)
+		add_warning(cf, "%s \"%s\" contains '.': RabbitMQ maps '.' "
+		    "to '/' in MQTT topics, so it becomes two topic levels "
+		    "there", fw, fname);
+	else if (ndots > 1)
+		add_warning(cf, "%s \"%s\" and %zu more topic levels contain "
+		    "'.': RabbitMQ maps '.' to '/' in MQTT topics, so they "
+		    "become two topic levels there", fw, fname, ndots - 1);
+}
+
 static const char *const root_keys[] = { "bridge", "mqtt", "vms", "takeover",
     NULL };
 
@@ -702,6 +923,7 @@ config_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	config_destroy(&lc);
+	check_warnings(cf);
 	return cf;
 }
 
@@ -718,6 +940,8 @@ config_free(struct config *cf)
 		free(vm->path);
 		free(vm->tcp_host);
 		free(vm->tcp_port);
+		free(vm->peer_host);
+		free(vm->peer_vm);
 	}
 	free(cf->vms);
 	for (size_t i = 0; i < cf->nuris; i++)
@@ -727,6 +951,10 @@ config_free(struct config *cf)
 		explicit_bzero(cf->takeover.key, cf->takeover.key_len);
 	free(cf->takeover.key);
 	free(cf->takeover.key_file);
+	free(cf->takeover.reply_prefix);
+	for (size_t i = 0; i < cf->nwarnings; i++)
+		free(cf->warnings[i]);
+	free(cf->warnings);
 	free(cf->file);
 	free(cf->host);
 	free(cf->bridge_id);

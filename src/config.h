@@ -7,7 +7,10 @@
  * is reported as "FILE:LINE: key: what is wrong" and nothing is returned,
  * so the daemon never starts half-configured.  Names (host, vm) are
  * checked as MQTT topic levels here, once, so no later code can publish on
- * a topic a hostile name would bend.
+ * a topic a hostile name would bend.  Settings that are valid but unsafe
+ * (an ACL nobody can be named in, MQTT 3.1.1 with takeover, '.' in a
+ * topic level) are kept as warnings in the config for the caller to
+ * show.
  */
 #ifndef QMP2MQTT_CONFIG_H
 #define QMP2MQTT_CONFIG_H
@@ -27,8 +30,8 @@ struct config_vm {
 	char		*tcp_host;	/* tcp */
 	char		*tcp_port;	/* tcp */
 	int		 takeover;	/* -1: inherit, 0: off, 1: on */
-	char		*peer_host;	/* peer = "HOST/VM", or NULL */
-	char		*peer_vm;
+	char		*peer_host;	/* peer = "HOST/VM": the other COLO side */
+	char		*peer_vm;	/* both NULL when no peer is set */
 	int		 line;		/* line in the file, for messages */
 };
 
@@ -41,6 +44,8 @@ struct config_takeover {
 	unsigned	 window_s;	/* stale/replay window */
 	unsigned	 min_interval_s;
 	unsigned	 timeout_s;	/* how long to wait for mode none */
+	char		*reply_prefix;	/* where a Response Topic may point;
+					   default "<base_topic>/reply/" */
 };
 
 struct config {
@@ -82,6 +87,13 @@ struct config {
 
 	struct config_vm *vms;
 	size_t		 nvms;
+
+	/*
+	 * Valid but unsafe or fragile settings, one sentence each (without
+	 * "warning: "): the daemon logs them at start, -n prints them.
+	 */
+	char		**warnings;
+	size_t		 nwarnings;
 };
 
 /*

@@ -1,23 +1,30 @@
 /*
  * qmp2mqtt-ctl: the operator's client for a qmp2mqtt fleet.
  *
- *   qmp2mqtt-ctl [-c FILE] [-v] takeover HOST VM [--expect MODE]
+ *   qmp2mqtt-ctl [-c FILE] [-v] takeover HOST VM [--expect MODE] [--force]
  *                [--wait SECONDS] [--id ID]
  *   qmp2mqtt-ctl [-c FILE] [-v] status HOST VM [--wait SECONDS]
+ *   qmp2mqtt-ctl genkey FILE
  *
  * It reads the broker settings and the takeover key from the daemon's
  * configuration file, so nobody computes an HMAC by hand.  takeover signs
  * and publishes a request, waits for the bridge's result and prints it;
  * status prints the VM's retained state.  It reuses the daemon's own
  * event loop and MQTT module: subscriptions are acknowledged before the
- * request goes out, so the result cannot be missed.
+ * request goes out, so the result cannot be missed.  With HMAC auth the
+ * request is signed (v2 canonical string, see takeover.h) and only a
+ * result signed by the bridge with the same key is believed; with acl
+ * auth the broker's ACL is all there is, and nothing is verified.
+ * genkey writes a new random key file (mode 0600, never overwriting).
  *
  * Exit status: 0 takeover ok / state printed; 1 refused, failed or no
  * answer in time; 2 usage or configuration error.
  */
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,7 +41,19 @@
 #include "takeover.h"
 #include "topic.h"
 
+#define GENKEY_BYTES	32
+
+enum ctl_cmd { CMD_TAKEOVER, CMD_STATUS, CMD_GENKEY };
+
 struct ctl {
+	/* From the command line. */
+	enum ctl_cmd	 cmd;
+	const char	*file;		/* configuration */
+	const char	*keyout;	/* genkey FILE */
+	int		 verbose;
+	long		 wait_s;	/* -1: the command's default */
+	int		 force;
+
 	struct config	*cf;
 	struct loop	*loop;
 	struct mqtt	*mqtt;
@@ -49,6 +68,7 @@ struct ctl {
 	int		 done;
 	int		 status;	/* exit status once done */
 	char		 unauth[64];	/* last unattributable refusal seen */
+	unsigned	 forged;	/* results with our id not believed */
 };
 
 static void
@@ -57,57 +77,86 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: qmp2mqtt-ctl [-c file] [-v] takeover HOST VM "
 	    "[--expect primary|secondary]\n"
-	    "                    [--wait SECONDS] [--id ID]\n"
+	    "                    [--force] [--wait SECONDS] [--id ID]\n"
 	    "       qmp2mqtt-ctl [-c file] [-v] status HOST VM [--wait SECONDS]\n"
+	    "       qmp2mqtt-ctl genkey FILE\n"
 	    "\n"
 	    "  takeover  ask the bridge serving HOST to fail VM over "
 	    "(x-colo-lost-heartbeat),\n"
 	    "            wait for the result and print it; exit 0 only when "
 	    "it is \"ok\"\n"
 	    "  status    print the VM's retained state\n"
+	    "  genkey    write a new random takeover key (64 hex digits) to "
+	    "FILE, mode 0600;\n"
+	    "            an existing FILE is never overwritten\n"
 	    "  -c file   the daemon's configuration (default "
 	    "/etc/qmp2mqtt/qmp2mqtt.conf):\n"
 	    "            broker, base topic and takeover key are read from it\n"
 	    "  --expect  refuse unless the VM is in this COLO mode\n"
+	    "  --force   ask the bridge to take over even when its safety "
+	    "checks\n"
+	    "            would refuse (signed into the request)\n"
 	    "  --wait    seconds to wait for the answer (default 30 for "
 	    "takeover, 5 for status)\n"
 	    "  --id      request id (default: random)\n"
+	    "With takeover.auth = \"hmac\" the request is signed and only a "
+	    "result signed\nby the bridge is believed; with \"acl\" nothing "
+	    "is verified: the broker's ACL\nis the only protection.\n"
 	    "Exit status: 0 ok, 1 refused/failed/timed out, 2 usage or "
 	    "configuration error.\n");
 }
 
-static void
-send_request(struct ctl *c)
+/*
+ * Returns the request JSON (owned by the caller, json_object_put) for
+ * issued_us now, signed with HMAC auth, or NULL when it cannot be signed.
+ */
+static json_object *
+build_request(const struct ctl *c, int64_t now)
 {
 	const struct config_takeover *tc = &c->cf->takeover;
-	json_object	*o = json_object_new_object();
-	int64_t		 now = loop_wall_us();
-	char		 sig[TK_SIG_HEX + 1];
-	const char	*s;
-	size_t		 len;
+	struct tk_binding	 b = { c->host, c->vm, NULL, NULL, 0 };
+	struct tk_request	 r;
+	json_object		*o;
+	char			 sig[TK_SIG_HEX + 1];
 
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
 	json_object_object_add(o, "id", json_object_new_string(c->id));
 	json_object_object_add(o, "issued_us", json_object_new_int64(now));
 	if (c->expect != NULL)
 		json_object_object_add(o, "expect_mode",
 		    json_object_new_string(c->expect));
-	if (tc->auth == CONFIG_AUTH_HMAC) {
-		struct tk_binding	b = { c->host, c->vm, NULL, NULL, 0 };
-		struct tk_request	r;
+	if (c->force)
+		json_object_object_add(o, "force",
+		    json_object_new_boolean(1));
+	if (tc->auth != CONFIG_AUTH_HMAC)
+		return o;
+	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "%s", c->id);
+	r.issued_us = now;
+	snprintf(r.expect_mode, sizeof(r.expect_mode), "%s",
+	    c->expect ? c->expect : "");
+	r.force = c->force;
+	if (tk_sign(tc->key, tc->key_len, &b, &r, sig) == -1) {
+		json_object_put(o);
+		return NULL;
+	}
+	json_object_object_add(o, "sig", json_object_new_string(sig));
+	return o;
+}
 
-		memset(&r, 0, sizeof(r));
-		snprintf(r.id, sizeof(r.id), "%s", c->id);
-		r.issued_us = now;
-		snprintf(r.expect_mode, sizeof(r.expect_mode), "%s",
-		    c->expect ? c->expect : "");
-		if (tk_sign(tc->key, tc->key_len, &b, &r, sig) == -1) {
-			fprintf(stderr, "qmp2mqtt-ctl: cannot sign the request\n");
-			c->done = 1;
-			c->status = 2;
-			json_object_put(o);
-			return;
-		}
-		json_object_object_add(o, "sig", json_object_new_string(sig));
+static void
+send_request(struct ctl *c)
+{
+	json_object	*o;
+	const char	*s;
+	size_t		 len;
+
+	if ((o = build_request(c, loop_wall_us())) == NULL) {
+		fprintf(stderr, "qmp2mqtt-ctl: cannot sign the request\n");
+		c->done = 1;
+		c->status = 2;
+		return;
 	}
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
@@ -133,6 +182,42 @@ on_subscribed(struct mqtt *m, const char *filter, int ok, void *arg)
 		send_request(c);
 }
 
+/*
+ * With HMAC auth, a result with our id counts only when the bridge signed
+ * it (see tk_verify_result): anyone who may publish on the result topic
+ * could otherwise print "ok" for a takeover that never happened.  Returns
+ * 1 when msg may be looked at; 0 when it is ignored (noted on stderr when
+ * it names our request).
+ */
+static int
+believed(struct ctl *c, const struct mqtt_msg *msg)
+{
+	const struct config_takeover *tc = &c->cf->takeover;
+	char		id[TK_ID_MAX + 1];
+
+	switch (tk_verify_result(tc->key, tc->key_len, c->host, c->vm,
+	    msg->payload, msg->len, id)) {
+	case TK_RESULT_OK:
+		return 1;
+	case TK_RESULT_UNSIGNED:
+		if (strcmp(id, c->id) == 0) {
+			fprintf(stderr, "qmp2mqtt-ctl: ignoring an unsigned "
+			    "result for id %s (not from the bridge?)\n", c->id);
+			c->forged++;
+		}
+		return 0;
+	case TK_RESULT_BAD_SIG:
+	case TK_RESULT_MALFORMED:
+		if (strcmp(id, c->id) == 0) {
+			fprintf(stderr, "qmp2mqtt-ctl: ignoring a result with "
+			    "a bad signature for id %s\n", c->id);
+			c->forged++;
+		}
+		return 0;
+	}
+	return 0;
+}
+
 static void
 on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 {
@@ -148,6 +233,8 @@ on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 		c->status = 0;
 		return;
 	}
+	if (c->cf->takeover.auth == CONFIG_AUTH_HMAC && !believed(c, msg))
+		return;
 	if ((o = json_tokener_parse(msg->payload)) == NULL)
 		return;
 	if (!json_object_object_get_ex(o, "id", &v) ||
@@ -194,35 +281,85 @@ random_id(char *buf, size_t len)
 	return 0;
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * genkey FILE: GENKEY_BYTES from getrandom(2) as lowercase hex and a
+ * newline, in a new file of mode 0600 (never an existing one, never
+ * through a symbolic link).  Returns the exit status.
+ */
+static int
+genkey(const char *path)
+{
+	unsigned char	r[GENKEY_BYTES];
+	char		hex[2 * GENKEY_BYTES + 2];
+	size_t		i;
+	int		fd;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		fprintf(stderr, "qmp2mqtt-ctl: getrandom: %s\n",
+		    strerror(errno));
+		return 2;
+	}
+	for (i = 0; i < sizeof(r); i++)
+		snprintf(hex + 2 * i, 3, "%02x", r[i]);
+	hex[2 * GENKEY_BYTES] = '\n';
+	hex[2 * GENKEY_BYTES + 1] = '\0';
+	explicit_bzero(r, sizeof(r));
+	if ((fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
+		if (errno == EEXIST)
+			fprintf(stderr, "qmp2mqtt-ctl: %s already exists; "
+			    "refusing to overwrite it\n", path);
+		else
+			fprintf(stderr, "qmp2mqtt-ctl: %s: %s\n", path,
+			    strerror(errno));
+		explicit_bzero(hex, sizeof(hex));
+		return 2;
+	}
+	if (fchmod(fd, 0600) == -1 ||
+	    write(fd, hex, 2 * GENKEY_BYTES + 1) != 2 * GENKEY_BYTES + 1 ||
+	    fsync(fd) == -1 || close(fd) == -1) {
+		fprintf(stderr, "qmp2mqtt-ctl: %s: %s\n", path,
+		    strerror(errno));
+		explicit_bzero(hex, sizeof(hex));
+		(void)unlink(path);
+		return 2;
+	}
+	explicit_bzero(hex, sizeof(hex));
+	printf("qmp2mqtt-ctl: new takeover key in %s (mode 0600); chown it "
+	    "to the user each bridge runs as, and chmod/chown the copies "
+	    "you install likewise\n", path);
+	return 0;
+}
+
+/*
+ * Parses the command line into c.  Returns -1 to go on, or the exit
+ * status to leave with (0 after --help).
+ */
+static int
+parse_args(struct ctl *c, int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "expect", required_argument, NULL, 'e' },
 		{ "wait", required_argument, NULL, 'w' },
 		{ "id", required_argument, NULL, 'i' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char		*file = "/etc/qmp2mqtt/qmp2mqtt.conf";
-	struct mqtt_callbacks	 mcb = { NULL, NULL, on_message, on_subscribed,
-	    NULL };
-	struct ctl		 c;
-	char			 err[1024], *end;
-	const char		*why;
-	long			 wait_s = -1;
-	int			 ch, verbose = -1;
-	uint64_t		 deadline;
+	char	*end;
+	int	 ch, nargs;
 
-	memset(&c, 0, sizeof(c));
+	c->file = "/etc/qmp2mqtt/qmp2mqtt.conf";
+	c->verbose = -1;
+	c->wait_s = -1;
 	/* GNU getopt permutes: options may come before or after operands. */
 	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
+			c->file = optarg;
 			break;
 		case 'v':
-			verbose++;
+			c->verbose++;
 			break;
 		case 'e':
 			if (strcmp(optarg, "primary") != 0 &&
@@ -231,13 +368,16 @@ main(int argc, char *argv[])
 				    "primary or secondary\n");
 				return 2;
 			}
-			c.expect = optarg;
+			c->expect = optarg;
+			break;
+		case 'f':
+			c->force = 1;
 			break;
 		case 'w':
 			errno = 0;
-			wait_s = strtol(optarg, &end, 10);
+			c->wait_s = strtol(optarg, &end, 10);
 			if (*optarg == '\0' || *end != '\0' || errno != 0 ||
-			    wait_s < 1 || wait_s > 3600) {
+			    c->wait_s < 1 || c->wait_s > 3600) {
 				fprintf(stderr, "qmp2mqtt-ctl: --wait takes 1 to "
 				    "3600 seconds\n");
 				return 2;
@@ -249,7 +389,7 @@ main(int argc, char *argv[])
 				    "characters\n", TK_ID_MAX);
 				return 2;
 			}
-			snprintf(c.id, sizeof(c.id), "%s", optarg);
+			snprintf(c->id, sizeof(c->id), "%s", optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -259,87 +399,159 @@ main(int argc, char *argv[])
 			return 2;
 		}
 	}
-	if (argc - optind != 3) {
+	nargs = argc - optind;
+	if (nargs >= 1 && strcmp(argv[optind], "genkey") == 0) {
+		if (nargs != 2 || c->expect != NULL || c->id[0] != '\0' ||
+		    c->force || c->wait_s != -1) {
+			usage(stderr);
+			return 2;
+		}
+		c->cmd = CMD_GENKEY;
+		c->keyout = argv[optind + 1];
+		return -1;
+	}
+	if (nargs != 3) {
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(argv[optind], "takeover") == 0)
-		c.takeover = 1;
-	else if (strcmp(argv[optind], "status") != 0) {
+	if (strcmp(argv[optind], "takeover") == 0) {
+		c->cmd = CMD_TAKEOVER;
+		c->takeover = 1;
+	} else if (strcmp(argv[optind], "status") == 0)
+		c->cmd = CMD_STATUS;
+	else {
 		fprintf(stderr, "qmp2mqtt-ctl: unknown command \"%s\"\n",
 		    argv[optind]);
 		usage(stderr);
 		return 2;
 	}
-	if (!c.takeover && (c.expect != NULL || c.id[0] != '\0')) {
-		fprintf(stderr, "qmp2mqtt-ctl: --expect and --id go with "
-		    "takeover\n");
+	if (!c->takeover && (c->expect != NULL || c->id[0] != '\0' ||
+	    c->force)) {
+		fprintf(stderr, "qmp2mqtt-ctl: --expect, --force and --id go "
+		    "with takeover\n");
 		return 2;
 	}
-	c.host = argv[optind + 1];
-	c.vm = argv[optind + 2];
-	log_init(verbose, "qmp2mqtt-ctl");
-	if ((why = topic_level_check(c.host)) != NULL ||
-	    (why = topic_level_check(c.vm)) != NULL) {
+	c->host = argv[optind + 1];
+	c->vm = argv[optind + 2];
+	return -1;
+}
+
+/*
+ * Loads the configuration and prepares the request id and the topics.
+ * Returns -1 to go on, or the exit status (c->cf freed).
+ */
+static int
+load_config(struct ctl *c)
+{
+	char		 err[1024];
+	const char	*why;
+
+	if ((why = topic_level_check(c->host)) != NULL ||
+	    (why = topic_level_check(c->vm)) != NULL) {
 		fprintf(stderr, "qmp2mqtt-ctl: bad HOST or VM: %s\n", why);
 		return 2;
 	}
-	if ((c.cf = config_load(file, err, sizeof(err))) == NULL) {
+	if ((c->cf = config_load(c->file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "qmp2mqtt-ctl: %s\n", err);
 		return 2;
 	}
-	if (c.takeover && c.cf->takeover.auth == CONFIG_AUTH_HMAC &&
-	    c.cf->takeover.key == NULL) {
+	if (c->takeover && c->cf->takeover.auth == CONFIG_AUTH_HMAC &&
+	    c->cf->takeover.key == NULL) {
 		fprintf(stderr, "qmp2mqtt-ctl: %s: no takeover key: set "
-		    "takeover.enabled and takeover.key_file\n", file);
-		config_free(c.cf);
-		return 2;
+		    "takeover.enabled and takeover.key_file\n", c->file);
+		goto fail;
 	}
-	if (wait_s < 0)
-		wait_s = c.takeover ? 30 : 5;
+	if (c->wait_s < 0)
+		c->wait_s = c->takeover ? 30 : 5;
 	/* A client id of its own, so the daemon's session is untouched. */
-	free(c.cf->client_id);
-	if ((c.cf->client_id = malloc(64)) == NULL)
+	free(c->cf->client_id);
+	if ((c->cf->client_id = malloc(64)) == NULL)
 		fatal("malloc");
-	snprintf(c.cf->client_id, 64, "qmp2mqtt-ctl-%ld", (long)getpid());
-	if (c.takeover && c.id[0] == '\0' && random_id(c.id, sizeof(c.id)) == -1)
+	snprintf(c->cf->client_id, 64, "qmp2mqtt-ctl-%ld", (long)getpid());
+	if (c->takeover && c->id[0] == '\0' &&
+	    random_id(c->id, sizeof(c->id)) == -1)
 		fatal("getrandom");
-	if (topic_build(c.t_cmd, sizeof(c.t_cmd), c.cf->base_topic, c.host,
-	    c.vm, "cmd/takeover") == -1 ||
-	    topic_build(c.t_listen, sizeof(c.t_listen), c.cf->base_topic,
-	    c.host, c.vm, c.takeover ? "result/takeover" : "state") == -1) {
+	if (topic_build(c->t_cmd, sizeof(c->t_cmd), c->cf->base_topic,
+	    c->host, c->vm, "cmd/takeover") == -1 ||
+	    topic_build(c->t_listen, sizeof(c->t_listen), c->cf->base_topic,
+	    c->host, c->vm, c->takeover ? "result/takeover" : "state") == -1) {
 		fprintf(stderr, "qmp2mqtt-ctl: topic too long\n");
-		config_free(c.cf);
-		return 2;
+		goto fail;
 	}
-	if ((c.loop = loop_new()) == NULL ||
-	    (c.mqtt = mqtt_new(c.loop, c.cf, NULL, NULL, &mcb, &c)) == NULL ||
-	    mqtt_subscribe(c.mqtt, c.t_listen, 1, 0) == -1 ||
-	    mqtt_start(c.mqtt) == -1)
+	return -1;
+fail:
+	config_free(c->cf);
+	c->cf = NULL;
+	return 2;
+}
+
+/* Says why nothing (believable) came before the deadline. */
+static void
+report_timeout(const struct ctl *c)
+{
+	if (!mqtt_connected(c->mqtt))
+		fprintf(stderr, "qmp2mqtt-ctl: cannot reach the broker %s\n",
+		    c->cf->uris[0]);
+	else if (c->takeover && c->unauth[0] != '\0')
+		fprintf(stderr, "qmp2mqtt-ctl: request %s was refused as "
+		    "\"%s\" (is the key the bridge's?)\n", c->id, c->unauth);
+	else if (c->takeover && c->forged > 0)
+		fprintf(stderr, "qmp2mqtt-ctl: no result signed by the bridge "
+		    "for request %s within %ld s (%u unsigned or badly signed "
+		    "result(s) ignored)\n", c->id, c->wait_s, c->forged);
+	else if (c->takeover)
+		fprintf(stderr, "qmp2mqtt-ctl: no result for request %s "
+		    "within %ld s (is a bridge serving %s/%s up?)\n", c->id,
+		    c->wait_s, c->host, c->vm);
+	else
+		fprintf(stderr, "qmp2mqtt-ctl: no retained state for %s/%s\n",
+		    c->host, c->vm);
+}
+
+/*
+ * Connects, subscribes, sends the request once the subscription is
+ * acknowledged (on_subscribed) and waits for the answer.  Returns the
+ * exit status.
+ */
+static int
+run(struct ctl *c)
+{
+	struct mqtt_callbacks	mcb = { NULL, NULL, on_message, on_subscribed,
+	    NULL };
+	uint64_t		deadline;
+
+	if ((c->loop = loop_new()) == NULL ||
+	    (c->mqtt = mqtt_new(c->loop, c->cf, NULL, NULL, &mcb, c)) == NULL ||
+	    mqtt_subscribe(c->mqtt, c->t_listen, 1, 0) == -1 ||
+	    mqtt_start(c->mqtt) == -1)
 		fatalx("cannot set up the MQTT client");
-	c.status = 1;
-	deadline = loop_now_ms() + (uint64_t)wait_s * 1000;
-	while (!c.done && loop_now_ms() < deadline)
-		loop_run_once(c.loop, 100);
-	if (!c.done) {
-		if (!mqtt_connected(c.mqtt))
-			fprintf(stderr, "qmp2mqtt-ctl: cannot reach the broker "
-			    "%s\n", c.cf->uris[0]);
-		else if (c.takeover && c.unauth[0] != '\0')
-			fprintf(stderr, "qmp2mqtt-ctl: request %s was refused "
-			    "as \"%s\" (is the key the bridge's?)\n", c.id,
-			    c.unauth);
-		else if (c.takeover)
-			fprintf(stderr, "qmp2mqtt-ctl: no result for request %s "
-			    "within %ld s (is a bridge serving %s/%s up?)\n",
-			    c.id, wait_s, c.host, c.vm);
-		else
-			fprintf(stderr, "qmp2mqtt-ctl: no retained state for "
-			    "%s/%s\n", c.host, c.vm);
-	}
-	mqtt_shutdown(c.mqtt, NULL, NULL, 2000);
-	mqtt_free(c.mqtt);
-	loop_free(c.loop);
+	c->status = 1;
+	deadline = loop_now_ms() + (uint64_t)c->wait_s * 1000;
+	while (!c->done && loop_now_ms() < deadline)
+		loop_run_once(c->loop, 100);
+	if (!c->done)
+		report_timeout(c);
+	mqtt_shutdown(c->mqtt, NULL, NULL, 2000);
+	mqtt_free(c->mqtt);
+	loop_free(c->loop);
+	return c->status;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct ctl	c;
+	int		rv;
+
+	memset(&c, 0, sizeof(c));
+	if ((rv = parse_args(&c, argc, argv)) != -1)
+		return rv;
+	if (c.cmd == CMD_GENKEY)
+		return genkey(c.keyout);
+	log_init(c.verbose, "qmp2mqtt-ctl");
+	if ((rv = load_config(&c)) != -1)
+		return rv;
+	rv = run(&c);
 	config_free(c.cf);
-	return c.status;
+	return rv;
 }

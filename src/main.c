@@ -124,6 +124,12 @@ main(int argc, char *argv[])
 		fprintf(stderr, "qmp2mqtt: %s\n", err);
 		return 1;
 	}
+	for (size_t i = 0; i < cf->nwarnings; i++) {
+		if (noaction)
+			fprintf(stderr, "warning: %s\n", cf->warnings[i]);
+		else
+			log_warnx("warning: %s", cf->warnings[i]);
+	}
 	if (noaction) {
 		printf("configuration OK\n");
 		config_free(cf);

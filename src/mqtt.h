@@ -109,6 +109,9 @@ int		 mqtt_publish_corr(struct mqtt *, const char *topic,
  * and to keep the retain flag of messages published retained while the
  * subscription exists (retain as published), so they can be told apart.
  */
+#define MQTT_SUB_RETAINED	0x00	/* retained messages wanted */
+#define MQTT_SUB_NO_RETAINED	0x01	/* no_retained as above */
+#define MQTT_SUB_NO_LOCAL	0x02	/* MQTT 5: not our own publishes */
 int		 mqtt_subscribe(struct mqtt *, const char *filter, int qos,
 		    int no_retained);
 

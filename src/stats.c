@@ -156,6 +156,9 @@ stats_publish(const struct stats_src *src)
 	add_u64(cmd, "unanswered", cx->unanswered);
 	json_object_object_add(cmd, "by_reason", by);
 	warn = json_object_new_array();
+	for (size_t i = 0; i < cf->nwarnings; i++)
+		json_object_array_add(warn,
+		    json_object_new_string(cf->warnings[i]));
 	json_object_object_add(o, "schema", json_object_new_int(1));
 	json_object_object_add(o, "host", json_object_new_string(cf->host));
 	json_object_object_add(o, "bridge",

@@ -60,14 +60,19 @@ def write_key(ctx, name="takeover.key", key=None):
     return path, key.encode()
 
 
-def canonical(host, vm, rid, issued_us, expect_mode):
-    return "qmp2mqtt-takeover-v1\n%s\n%s\n%s\n%d\n%s" % (
-        host, vm, rid, issued_us, expect_mode or "")
+def canonical(host, vm, rid, issued_us, expect_mode, force=False,
+              resp_topic=None, corr=None):
+    """The v2 canonical request string (see src/takeover.h); corr is
+    bytes (the MQTT 5 Correlation Data), signed as lowercase hex."""
+    return "qmp2mqtt-takeover-v2\n%s\n%s\n%s\n%d\n%s\n%s\n%s\n%s" % (
+        host, vm, rid, issued_us, expect_mode or "", "1" if force else "0",
+        resp_topic or "", (corr or b"").hex())
 
 
-def sign(key, host, vm, rid, issued_us, expect_mode=None):
-    return hmac.new(key, canonical(host, vm, rid, issued_us,
-                                   expect_mode).encode(),
+def sign(key, host, vm, rid, issued_us, expect_mode=None, force=False,
+         resp_topic=None, corr=None):
+    return hmac.new(key, canonical(host, vm, rid, issued_us, expect_mode,
+                                   force, resp_topic, corr).encode(),
                     hashlib.sha256).hexdigest()
 
 

@@ -65,16 +65,23 @@ def write_key(ctx):
     return path, key.encode()
 
 
-def signed(key, vm, rid, expect=None, bad=False):
+def signed(key, vm, rid, expect=None, bad=False, force=False,
+           resp_topic=None, corr=None):
+    """A request signed with the v2 canonical string (src/takeover.h);
+    force is put in the request too; resp_topic and corr (bytes) are only
+    signed: the publisher must send them as MQTT 5 properties."""
     issued = int(time.time() * 1e6)
-    canon = "qmp2mqtt-takeover-v1\n%s\n%s\n%s\n%d\n%s" % (
-        h.HOST, vm, rid, issued, expect or "")
+    canon = "qmp2mqtt-takeover-v2\n%s\n%s\n%s\n%d\n%s\n%s\n%s\n%s" % (
+        h.HOST, vm, rid, issued, expect or "", "1" if force else "0",
+        resp_topic or "", (corr or b"").hex())
     sig = hmac.new(key, canon.encode(), hashlib.sha256).hexdigest()
     if bad:
         sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
     o = {"id": rid, "issued_us": issued, "sig": sig}
     if expect:
         o["expect_mode"] = expect
+    if force:
+        o["force"] = True
     return json.dumps(o, separators=(",", ":")).encode()
 
 

@@ -231,6 +231,293 @@ test_key_file(void **state)
 	    " takeover = true; } );\n", 0, "takeover.key_file");
 }
 
+/* Writes len bytes of c (then a newline if nl) to kp, mode 0600. */
+static void
+write_key(const char *kp, size_t len, int nl)
+{
+	FILE	*f;
+	size_t	 i;
+
+	unlink(kp);
+	assert_non_null(f = fopen(kp, "w"));
+	for (i = 0; i < len; i++)
+		fputc('k', f);
+	if (nl)
+		fputc('\n', f);
+	fclose(f);
+	assert_int_equal(chmod(kp, 0600), 0);
+}
+
+static void
+test_key_file_rules(void **state)
+{
+	char		 kp[300], lp[300], text[1024];
+	struct config	*cf;
+
+	snprintf(kp, sizeof(kp), "%s/key2", dir);
+	snprintf(lp, sizeof(lp), "%s/key2.link", dir);
+	snprintf(text, sizeof(text), MQTT
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true;\n key_file = \"%s\"; };\n", lp);
+
+	/* A symbolic link, even to a good key, is refused. */
+	write_key(kp, 32, 1);
+	assert_int_equal(symlink(kp, lp), 0);
+	expect_error(text, 4, "takeover.key_file");
+	assert_non_null(strstr(err, "is a symbolic link; key_file must name "
+	    "the key file itself"));
+	unlink(lp);
+
+	/* A FIFO is refused at once (no writer: a blocking open hangs). */
+	assert_int_equal(mkfifo(lp, 0600), 0);
+	expect_error(text, 4, "takeover.key_file");
+	assert_non_null(strstr(err, "not a regular file"));
+	unlink(lp);
+
+	snprintf(text, sizeof(text), MQTT
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true;\n key_file = \"%s\"; };\n", kp);
+	/* Group-readable. */
+	chmod(kp, 0640);
+	expect_error(text, 4, "takeover.key_file");
+	assert_non_null(strstr(err, "chmod 600"));
+	chmod(kp, 0600);
+
+	/* 16 bytes refused, 31 refused, 32 accepted (whitespace stripped). */
+	write_key(kp, 16, 1);
+	expect_error(text, 4, "takeover.key_file");
+	assert_non_null(strstr(err, "at least 32 bytes; make one with "
+	    "qmp2mqtt-ctl genkey FILE"));
+	write_key(kp, 31, 1);
+	expect_error(text, 4, "takeover.key_file");
+	write_key(kp, 32, 1);
+	assert_non_null(cf = load(text));
+	assert_int_equal(cf->takeover.key_len, 32);
+	config_free(cf);
+	/* 4096 bytes accepted, 4097 and 5000 refused. */
+	write_key(kp, 4095, 1);
+	assert_non_null(cf = load(text));
+	assert_int_equal(cf->takeover.key_len, 4095);
+	config_free(cf);
+	write_key(kp, 4097, 0);
+	expect_error(text, 4, "takeover.key_file");
+	assert_non_null(strstr(err, "larger than 4096 bytes: not a key file?"));
+	write_key(kp, 5000, 0);
+	expect_error(text, 4, "takeover.key_file");
+	assert_non_null(strstr(err, "larger than 4096 bytes"));
+
+	/* Owned by another user (not root): refused.  Needs root to chown. */
+	write_key(kp, 32, 1);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(kp, 65534, 65534), 0);
+		expect_error(text, 4, "takeover.key_file");
+		assert_non_null(strstr(err, "owned by uid 65534"));
+		/* Owned by root while the daemon is root: fine. */
+		assert_int_equal(chown(kp, 0, 0), 0);
+		assert_non_null(cf = load(text));
+		config_free(cf);
+	} else {
+		/* As non-root, a root-owned key is accepted (see above). */
+		print_message("not root: the other-owner case is skipped\n");
+	}
+	unlink(kp);
+}
+
+static void
+test_peer(void **state)
+{
+	struct config	*cf;
+
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; peer = \"h2/a\"; },\n"
+	    " { name = \"b\"; qmp = \"unix:/b\"; } );\n");
+	assert_non_null(cf);
+	assert_string_equal(cf->vms[0].peer_host, "h2");
+	assert_string_equal(cf->vms[0].peer_vm, "a");
+	assert_null(cf->vms[1].peer_host);
+	assert_null(cf->vms[1].peer_vm);
+	config_free(cf);
+	/* Same host, other VM: fine. */
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; peer = \"h1/b\"; } );\n");
+	assert_non_null(cf);
+	config_free(cf);
+
+	expect_error(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; },\n"
+	    " { name = \"b\"; qmp = \"unix:/b\"; peer = \"h2\"; } );\n", 4,
+	    "vms[1].peer");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = \"h2/a/b\"; } );\n", 3, "vms[0].peer");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = \"/a\"; } );\n", 3, "vms[0].peer");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = \"h2/\"; } );\n", 3, "vms[0].peer");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = \"h+/a\"; } );\n", 3, "vms[0].peer");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = \"h2/#\"; } );\n", 3, "vms[0].peer");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = 5; } );\n", 3, "vms[0].peer");
+	/* The VM itself. */
+	expect_error(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\";\n"
+	    " peer = \"h1/a\"; } );\n", 4, "vms[0].peer");
+	assert_non_null(strstr(err, "this VM itself"));
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";"
+	    " host = \"hx\";\n peer = \"hx/a\"; } );\n", 3, "vms[0].peer");
+}
+
+static void
+test_reply_prefix(void **state)
+{
+	struct config	*cf;
+
+	cf = load(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n");
+	assert_non_null(cf);
+	assert_string_equal(cf->takeover.reply_prefix, "qmp2mqtt/reply/");
+	config_free(cf);
+	cf = load("mqtt = { uri = \"tcp://h:1\"; base_topic = \"x/y\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_string_equal(cf->takeover.reply_prefix, "x/y/reply/");
+	config_free(cf);
+	cf = load(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\"; reply_prefix = \"ops/answers/\"; };\n");
+	assert_non_null(cf);
+	assert_string_equal(cf->takeover.reply_prefix, "ops/answers/");
+	config_free(cf);
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\";\n reply_prefix = \"\"; };\n", 4,
+	    "takeover.reply_prefix");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\";\n reply_prefix = \"a/+/\"; };\n", 4,
+	    "takeover.reply_prefix");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\";\n reply_prefix = \"a/#\"; };\n", 4,
+	    "takeover.reply_prefix");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\";\n reply_prefix = \"$SYS/r/\"; };\n",
+	    4, "takeover.reply_prefix");
+	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\";\n reply_prefix = 1; };\n", 4,
+	    "takeover.reply_prefix");
+}
+
+/* 1 if some warning of cf contains s. */
+static int
+has_warning(const struct config *cf, const char *s)
+{
+	for (size_t i = 0; i < cf->nwarnings; i++)
+		if (strstr(cf->warnings[i], s) != NULL)
+			return 1;
+	return 0;
+}
+
+static void
+test_warnings(void **state)
+{
+	struct config	*cf;
+
+	/* Nothing to say. */
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 0);
+	assert_null(cf->warnings);
+	config_free(cf);
+
+	/* acl without any identity. */
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true; auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 1);
+	assert_true(has_warning(cf, "takeover.auth = acl but the bridge "
+	    "connects without a username or TLS client certificate"));
+	config_free(cf);
+	/* Per VM only: still. */
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; takeover = true; } );\n"
+	    "takeover = { auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_true(has_warning(cf, "cannot apply an ACL"));
+	config_free(cf);
+	/* Takeover off: no warning. */
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 0);
+	config_free(cf);
+	/* A username, or a TLS client certificate on ssl://: no warning. */
+	cf = load("mqtt = { uri = \"tcp://h:1\"; username = \"u\"; };\n"
+	    "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true; auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 0);
+	config_free(cf);
+	cf = load("mqtt = { uri = \"ssl://h:1\"; tls = { certfile = \"/c\";"
+	    " keyfile = \"/k\"; }; };\n"
+	    "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true; auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 0);
+	config_free(cf);
+	/* A client certificate on a plain tcp:// URI is never sent. */
+	cf = load("mqtt = { uri = \"tcp://h:1\"; tls = { certfile = \"/c\";"
+	    " keyfile = \"/k\"; }; };\n"
+	    "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true; auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_true(has_warning(cf, "cannot apply an ACL"));
+	config_free(cf);
+
+	/* MQTT 3.1.1 with takeover. */
+	cf = load("mqtt = { uri = \"tcp://h:1\"; version = 3;"
+	    " username = \"u\"; };\n"
+	    "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
+	    "takeover = { enabled = true; auth = \"acl\"; };\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 1);
+	assert_true(has_warning(cf, "MQTT 3.1.1 cannot mark retained "
+	    "takeover requests reliably; use mqtt.version = 5"));
+	config_free(cf);
+	cf = load("mqtt = { uri = \"tcp://h:1\"; version = 3; };\n"
+	    "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 0);
+	config_free(cf);
+
+	/* '.' in a topic level: bridge.host, a VM's name or host, a peer. */
+	cf = load(MQTT "bridge = { host = \"h1.example\"; };\n"
+	    "vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 1);
+	assert_true(has_warning(cf, "RabbitMQ maps '.' to '/'"));
+	assert_true(has_warning(cf, "bridge.host \"h1.example\""));
+	config_free(cf);
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"vm.1\"; qmp = \"unix:/a\"; },\n"
+	    " { name = \"b\"; qmp = \"unix:/b\"; host = \"h.2\"; },\n"
+	    " { name = \"c\"; qmp = \"unix:/c\"; peer = \"p.x/c\"; } );\n");
+	assert_non_null(cf);
+	assert_int_equal(cf->nwarnings, 1);
+	assert_true(has_warning(cf, "vms.name \"vm.1\" and 2 more"));
+	config_free(cf);
+	cf = load(MQTT "bridge = { host = \"h1\"; };\n"
+	    "vms = ( { name = \"c\"; qmp = \"unix:/c\"; peer = \"p/c.1\"; } );\n");
+	assert_non_null(cf);
+	assert_true(has_warning(cf, "vms.peer \"c.1\""));
+	config_free(cf);
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -260,6 +547,10 @@ main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_key_file),
+		cmocka_unit_test(test_key_file_rules),
+		cmocka_unit_test(test_peer),
+		cmocka_unit_test(test_reply_prefix),
+		cmocka_unit_test(test_warnings),
 		cmocka_unit_test(test_missing_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
