@@ -85,16 +85,20 @@ def new_id(tag="t"):
 
 
 def request(key, vm, rid=None, issued_us=None, expect=None, host=h.HOST,
-            sig=True):
-    """A request object; sig True: correct HMAC, a string: that, None:
-    no sig field (acl auth)."""
+            sig=True, force=None, resp_topic=None, corr=None):
+    """A request object; sig True: correct HMAC (binding force and the
+    Response Topic and Correlation Data it will be published with), a
+    string: that, None: no sig field (acl auth)."""
     rid = rid or new_id()
     issued_us = now_us() if issued_us is None else issued_us
     o = {"id": rid, "issued_us": issued_us}
     if expect is not None:
         o["expect_mode"] = expect
+    if force is not None:
+        o["force"] = force
     if sig is True:
-        o["sig"] = sign(key, host, vm, rid, issued_us, expect)
+        o["sig"] = sign(key, host, vm, rid, issued_us, expect, bool(force),
+                        resp_topic, corr)
     elif sig is not None:
         o["sig"] = sig
     return o
@@ -110,6 +114,32 @@ def cmd_topic(vm, host=h.HOST):
 
 def result_topic(vm, host=h.HOST):
     return "%s/%s/%s/result/takeover" % (h.BASE, host, vm)
+
+
+DEAD = "deadpri"
+
+
+def with_dead_peer(ctx, vms):
+    """The simulator's VMs are secondaries; the pair rules (README "Pair
+    rules") let a secondary take over only once its primary is proven
+    gone.  Adds a primary DEAD whose unix socket refuses connections (the
+    file of a killed QEMU: bound, then closed, so connect() gives
+    ECONNREFUSED) and makes it every VM's peer.  Pair cases of their own:
+    test_pair.py, test_pair_qemu.py."""
+    import socket
+    path = os.path.join(ctx.dir, DEAD + ".qmp")
+    if not os.path.exists(path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+        s.close()
+    out = []
+    for vm in vms:
+        d = dict(vm) if isinstance(vm, dict) else {"name": vm[0],
+                                                   "qmp": vm[1]}
+        d.setdefault("peer", "%s/%s" % (h.HOST, DEAD))
+        out.append(d)
+    out.append({"name": DEAD, "qmp": "unix:" + path, "takeover": False})
+    return out
 
 
 def takeover_daemon(ctx, vms, port, takeover, bridge=None, name=None,
@@ -313,7 +343,8 @@ class Rig:
             d = {"name": name, "qmp": addr}
             d.update((vm_extra or {}).get(name, {}))
             vms.append(d)
-        self.daemon = takeover_daemon(ctx, vms, self.broker.port, tk)
+        self.daemon = takeover_daemon(ctx, with_dead_peer(ctx, vms),
+                                      self.broker.port, tk)
         self.names = [n for n, _ in self.sim.vms()]
         self.sim.wait_ready(nvms, 20)
         h.wait_online(self.sub, self.names, 20)
@@ -741,48 +772,71 @@ def test_concurrent_requests(ctx):
              "results for the first request")
 
 
+REPLY = h.BASE + "/reply/"      # takeover.reply_prefix (default)
+
+
 def test_response_topic(ctx):
     """MQTT 5 Response Topic + Correlation Data: the result also goes to
     the response topic with the request's correlation data, once the
-    request is authenticated (a bad signature gets no answer there)."""
-    rig = Rig(ctx, 1, reply_topics=("ops/replies/#",))
+    request is authenticated (a bad signature gets no answer there).  Both
+    are covered by the signature (v2), and the topic must lie under
+    takeover.reply_prefix: a signed request re-published with another
+    Response Topic, or one pointing elsewhere, gets no answer there."""
+    rig = Rig(ctx, 1, reply_topics=(REPLY + "#", "elsewhere/#"))
     vm, key, ops = "vm1", rig.key, rig.ops
 
-    bad = request(key, vm)
+    bad = request(key, vm, resp_topic=REPLY + "leak", corr=b"leak")
     bad["sig"] = "0" * 64
-    mark = rig.send(vm, bad, response_topic="ops/replies/leak",
-                    corr=b"leak")
+    mark = rig.send(vm, bad, response_topic=REPLY + "leak", corr=b"leak")
     r, _ = rig.result(vm, mark, bad["id"])
     expect_refusal(rig, vm, r, "bad_signature", what="bad sig + resp topic")
 
-    stale = request(key, vm, issued_us=now_us() - 3600 * 1000000)
+    # Signed for one Response Topic, sent with another: forged steering.
+    st = request(key, vm, resp_topic=REPLY + "mine", corr=b"c1")
+    mark = rig.send(vm, st, response_topic=REPLY + "theirs", corr=b"c1")
+    r, _ = rig.result(vm, mark, st["id"])
+    expect_refusal(rig, vm, r, "bad_signature", what="response topic "
+                   "changed after signing")
+    st = request(key, vm, resp_topic=REPLY + "mine", corr=b"c1")
+    mark = rig.send(vm, st, response_topic=REPLY + "mine", corr=b"c2")
+    r, _ = rig.result(vm, mark, st["id"])
+    expect_refusal(rig, vm, r, "bad_signature", what="correlation data "
+                   "changed after signing")
+    # Validly signed, but the topic is outside the reply prefix (e.g. a
+    # VM's event topic): refused, nothing published there.
+    ev = "elsewhere/hv1/vm2/event/colo_exit"
+    st = request(key, vm, resp_topic=ev, corr=b"x")
+    mark = rig.send(vm, st, response_topic=ev, corr=b"x")
+    r, _ = rig.result(vm, mark, st["id"])
+    expect_refusal(rig, vm, r, "bad_request", what="response topic outside "
+                   "the reply prefix")
+
+    stale = request(key, vm, issued_us=now_us() - 3600 * 1000000,
+                    resp_topic=REPLY + "stale", corr=b"\x00stale\xff\x01")
     corr_s = b"\x00stale\xff\x01"
-    mark = rig.send(vm, stale, response_topic="ops/replies/stale",
-                    corr=corr_s)
+    mark = rig.send(vm, stale, response_topic=REPLY + "stale", corr=corr_s)
     r, m = rig.result(vm, mark, stale["id"])
     expect_refusal(rig, vm, r, "stale", what="stale + resp topic")
-    rm = ops.wait_on("ops/replies/stale")
+    rm = ops.wait_on(REPLY + "stale")
     check_eq(rm.payload, m.payload, "stale: response-topic payload vs "
              "result topic")
     check_eq(rm.corr, corr_s, "stale: correlation data")
 
-    good = request(key, vm, expect="secondary")
     corr = b"corr-\x01\x02-" + os.urandom(8)
-    mark = rig.send(vm, good, response_topic="ops/replies/ok", corr=corr)
+    good = request(key, vm, expect="secondary", resp_topic=REPLY + "ok",
+                   corr=corr)
+    mark = rig.send(vm, good, response_topic=REPLY + "ok", corr=corr)
     r, m = rig.result(vm, mark, good["id"])
     check_eq((r["status"], r["reason"]), ("ok", "ok"), "valid request")
-    rm = ops.wait_on("ops/replies/ok")
+    rm = ops.wait_on(REPLY + "ok")
     h.log("response topic got %r" % rm)
     check_eq(rm.payload, m.payload, "ok: response-topic payload vs result "
              "topic")
     check_eq(rm.corr, corr, "ok: correlation data")
     check(not rm.retain, "response published retained")
     check_eq(rig.heartbeats(vm), 1, "heartbeats")
-    # The bad-signature answer would have come before the two others.
-    check_eq(ops.on("ops/replies/leak"), [], "answers on the response topic "
-             "of an unauthenticated request")
-    check_eq([x.topic for x in ops.msgs], ["ops/replies/stale",
-                                           "ops/replies/ok"],
+    # The refused answers would have come before the two others.
+    check_eq([x.topic for x in ops.msgs], [REPLY + "stale", REPLY + "ok"],
              "messages on the response topics")
 
 
@@ -794,7 +848,7 @@ def test_restart_with_retained_request(ctx):
     sub = ctx.subscriber(broker.port)
     keyfile, key = write_key(ctx)
     vm = "vm1"
-    d = takeover_daemon(ctx, sim.vms(), broker.port,
+    d = takeover_daemon(ctx, with_dead_peer(ctx, sim.vms()), broker.port,
                         {"enabled": True, "key_file": keyfile})
     sim.wait_ready(1, 20)
     h.wait_online(sub, [vm], 20)
@@ -858,7 +912,7 @@ def test_acl_auth(ctx):
     broker = ctx.mosquitto()
     sim = ctx.sim(2, args=("--mode", "secondary"))
     sub = ctx.subscriber(broker.port)
-    d = takeover_daemon(ctx, sim.vms(), broker.port,
+    d = takeover_daemon(ctx, with_dead_peer(ctx, sim.vms()), broker.port,
                         {"enabled": True, "auth": "acl"})
     sim.wait_ready(2, 20)
     h.wait_online(sub, ["vm1", "vm2"], 20)

@@ -1,15 +1,20 @@
 #!/usr/bin/python3
-"""Remote takeover of real QEMU 7.2 COLO pairs through qmp2mqtt-ctl.
+"""Remote takeover of real QEMU 7.2 COLO pairs through qmp2mqtt-ctl, one
+bridge serving both halves (each names the other as its peer).
 
 The bridge watches both VMs' second monitors ("pri", "sec") with takeover
 enabled (HMAC key file of mode 0600); the test drives and checks QEMU
 through its own monitors.  Checked: a refused takeover (precondition) does
-not touch QEMU (query-colo-status still shows COLO); `qmp2mqtt-ctl
-takeover hv1 sec` fails the pair over: exit 0, result ok with colo.mode
-none / last_mode secondary, both sides' COLO_EXIT published, the retained
-state of sec mode none, `qmp2mqtt-ctl status` prints it; after kill -9 of
-the primary (sec's COLO_EXIT reason error, sec still reports secondary),
-`takeover --expect secondary` completes the failover (no second COLO_EXIT).
+not touch QEMU (query-colo-status still shows COLO); `takeover hv1 sec`
+while the primary runs is refused peer_alive and QEMU gets no heartbeat
+(that heartbeat would leave both halves running); `takeover hv1 pri`
+fails the pair over: exit 0, result ok with colo.mode none / last_mode
+primary, both sides' COLO_EXIT published, the retained state of pri mode
+none, `qmp2mqtt-ctl status` prints it; then `takeover hv1 sec` is refused
+peer_took_over.  After kill -9 of the primary (sec's COLO_EXIT reason
+error, sec still reports secondary; the bridge publishes pri's liveness
+"gone"), `takeover --expect secondary` completes the failover (no second
+COLO_EXIT).  Two bridges, one half each: test_pair_qemu.py.
 """
 # TIMEOUT = 90
 
@@ -31,8 +36,10 @@ def setup(ctx):
     sub = ctx.subscriber(broker.port)
     keyfile, _ = write_key(ctx)
     check_eq(stat.S_IMODE(os.stat(keyfile).st_mode), 0o600, "key file mode")
-    d = takeover_daemon(ctx, [("pri", "unix:" + pair.pri_bridge),
-                              ("sec", "unix:" + pair.sec_bridge)],
+    d = takeover_daemon(ctx, [{"name": "pri", "qmp": "unix:" + pair.pri_bridge,
+                               "peer": h.HOST + "/sec"},
+                              {"name": "sec", "qmp": "unix:" + pair.sec_bridge,
+                               "peer": h.HOST + "/pri"}],
                         broker.port, {"enabled": True, "key_file": keyfile})
     h.wait_online(sub, list(MODES), 20)
     for vm, mode in MODES.items():
@@ -75,7 +82,7 @@ def check_status_cmd(d, vm, mode, last_mode):
              (vm, mode, last_mode), "state printed by qmp2mqtt-ctl status")
 
 
-def test_ctl_takeover_secondary(ctx):
+def test_ctl_takeover_one_bridge(ctx):
     pair, broker, sub, d = setup(ctx)
 
     # A refusal first (precondition on pri): QEMU is not touched.
@@ -93,53 +100,82 @@ def test_ctl_takeover_secondary(ctx):
     check_eq(colo_status(pair.sec_mon).get("mode"), "secondary",
              "sec query-colo-status after the refusal")
 
-    mark = sub.mark(result_topic("sec"))
+    # The secondary while its primary runs: split brain, refused.
     rc, out, err, _ = run_ctl(["-c", d.conf, "takeover", h.HOST, "sec",
+                               "--wait", "10"])
+    check_eq(rc, 1, "exit status of takeover hv1 sec with the primary alive "
+             "(stderr %r)" % err)
+    r = ctl_json(out, "takeover of the secondary")
+    check_eq((r.get("status"), r.get("reason"), r.get("sent")),
+             ("rejected", "peer_alive", False), "takeover of the secondary")
+    check_eq(colo_status(pair.sec_mon).get("mode"), "secondary",
+             "sec query-colo-status after the refusal (no heartbeat)")
+    check_eq(colo_status(pair.pri_mon).get("mode"), "primary",
+             "pri query-colo-status after the refusal")
+
+    mark = sub.mark(result_topic("pri"))
+    rc, out, err, _ = run_ctl(["-c", d.conf, "takeover", h.HOST, "pri",
                                "--wait", "20"])
-    check_eq(rc, 0, "qmp2mqtt-ctl takeover hv1 sec exit status (stderr %r)"
+    check_eq(rc, 0, "qmp2mqtt-ctl takeover hv1 pri exit status (stderr %r)"
              % err)
     r = ctl_json(out, "takeover")
     check_eq((r.get("status"), r.get("reason")), ("ok", "ok"),
              "takeover result status/reason")
-    check_eq((r.get("host"), r.get("vm")), (h.HOST, "sec"), "result host/vm")
+    check_eq((r.get("host"), r.get("vm")), (h.HOST, "pri"), "result host/vm")
     check_eq(r.get("sent"), True, "result sent")
     check(isinstance(r.get("colo"), dict), "result colo: %r" % r)
     check_eq(r["colo"].get("mode"), "none", "result colo.mode")
-    check_eq(r["colo"].get("last_mode"), "secondary", "result colo.last_mode")
+    check_eq(r["colo"].get("last_mode"), "primary", "result colo.last_mode")
+    check(isinstance(r.get("sig"), str) and len(r["sig"]) == 64,
+          "result not signed: %r" % r)
     m = sub.wait_for(lambda m: m.json().get("id") == r.get("id"), 10,
-                     topic=result_topic("sec"), since=mark)
+                     topic=result_topic("pri"), since=mark)
     check(not m.retain, "result retained")
     check_eq(m.json().get("status"), "ok", "published result status")
 
     # QEMU's own view, and both sides' COLO_EXIT as QEMU emitted them.
-    q = colo_status(pair.sec_mon)
-    check_eq((q.get("mode"), q.get("last-mode")), ("none", "secondary"),
-             "sec query-colo-status after the takeover")
-    qev = {"sec": pair.sec_mon.wait_event("COLO_EXIT", 10),
-           "pri": pair.pri_mon.wait_event("COLO_EXIT", 10)}
+    q = colo_status(pair.pri_mon)
+    check_eq((q.get("mode"), q.get("last-mode")), ("none", "primary"),
+             "pri query-colo-status after the takeover")
+    qev = {"pri": pair.pri_mon.wait_event("COLO_EXIT", 10),
+           "sec": pair.sec_mon.wait_event("COLO_EXIT", 10)}
     version = pair.version()
     pub = {}
-    for vm in ("sec", "pri"):
+    for vm in ("pri", "sec"):
         em = sub.wait_for(lambda m: True, 10, topic=h.event_topic(vm),
                           what="colo_exit of %s" % vm)
         pub[vm] = h.check_event(
             em, vm, d, time_us=h.qmp_time_us(qev[vm]), seq=1,
             mode=MODES[vm],
-            reason=("request", "error") if vm == "sec" else "error",
+            reason=("request", "error") if vm == "pri" else "error",
             qemu=version)
         check_eq(pub[vm]["reason"], qev[vm]["data"]["reason"],
                  "%s reason vs QEMU's event" % vm)
         h.log("published %s: %s" % (vm, em.payload.decode()))
 
-    wait_state(sub, "sec", lambda s: s.get("mode") == "none" and
-               s.get("last_mode") == "secondary",
-               "mode none, last_mode secondary")
-    check(sub.last(h.state_topic("sec")).retain, "state of sec not retained")
+    wait_state(sub, "pri", lambda s: s.get("mode") == "none" and
+               s.get("last_mode") == "primary",
+               "mode none, last_mode primary")
+    check(sub.last(h.state_topic("pri")).retain, "state of pri not retained")
     late = ctx.subscriber(broker.port)
-    lm = late.wait_for(lambda m: True, 10, topic=h.state_topic("sec"))
+    lm = late.wait_for(lambda m: True, 10, topic=h.state_topic("pri"))
     check(lm.retain and lm.json().get("mode") == "none",
-          "late subscriber: retained state of sec: %r" % lm)
-    check_status_cmd(d, "sec", "none", "secondary")
+          "late subscriber: retained state of pri: %r" % lm)
+    check_status_cmd(d, "pri", "none", "primary")
+
+    # The secondary now waits (its error exit); its peer took over: a
+    # heartbeat would start a second copy.  Refused, QEMU untouched.
+    wait_state(sub, "sec", lambda s: (s.get("peer") or {}).get("mode") ==
+               "none", "peer (pri) mode none")
+    rc, out, err, _ = run_ctl(["-c", d.conf, "takeover", h.HOST, "sec",
+                               "--wait", "10"])
+    check_eq(rc, 1, "exit status of takeover hv1 sec after pri took over")
+    r = ctl_json(out, "takeover of the secondary after the primary's")
+    check_eq((r.get("status"), r.get("reason"), r.get("sent")),
+             ("rejected", "peer_took_over", False),
+             "takeover of the secondary after the primary's")
+    check_eq(colo_status(pair.sec_mon).get("mode"), "secondary",
+             "sec query-colo-status after the refusal (no heartbeat)")
     d.check_alive()
 
 
@@ -159,6 +195,11 @@ def test_takeover_after_primary_killed(ctx):
     wait_state(sub, "sec", lambda s: s.get("mode") == "secondary" and
                s.get("last_exit") == em.json(),
                "mode secondary with last_exit = the error exit")
+    # The primary's socket now refuses connections: proof that it is gone.
+    wait_state(sub, "pri", lambda s: s.get("liveness") == "gone",
+               "liveness gone")
+    wait_state(sub, "sec", lambda s: (s.get("peer") or {}).get("liveness")
+               == "gone", "peer (pri) liveness gone")
 
     rc, out, err, _ = run_ctl(["-c", d.conf, "takeover", h.HOST, "sec",
                                "--expect", "secondary", "--wait", "20"])
@@ -185,4 +226,4 @@ def test_takeover_after_primary_killed(ctx):
 
 
 if __name__ == "__main__":
-    h.main(test_ctl_takeover_secondary, test_takeover_after_primary_killed)
+    h.main(test_ctl_takeover_one_bridge, test_takeover_after_primary_killed)

@@ -133,7 +133,11 @@ def test_valgrind(ctx):
     sub = h.Subscriber(ctx, broker.port, session=True,
                        client_id="vg-sub-%d" % os.getpid()).start()
     keyfile, key = write_key(ctx)
-    d = ValgrindDaemon(ctx, vms=sim.vms(), port=broker.port,
+    # vm1 follows a remote peer (the pair code runs; nobody publishes
+    # it, so only a forced takeover passes the pair rules).
+    vms = [{"name": n, "qmp": a} for n, a in sim.vms()]
+    vms[0]["peer"] = "hv2/remote"
+    d = ValgrindDaemon(ctx, vms=vms, port=broker.port,
                        bridge={"state_dir": ctx.subdir("state"),
                                "status_interval_s": 2,
                                "greeting_timeout_ms": 20000,
@@ -228,7 +232,10 @@ def test_valgrind(ctx):
              "bad_signature"),
             ("vg-pre", signed(key, "vm1", "vg-pre", expect="secondary"),
              "precondition_failed"),
-            ("vg-ok", signed(key, "vm1", "vg-ok", expect="primary"), "ok")):
+            ("vg-unknown", signed(key, "vm1", "vg-unknown",
+                                  expect="primary"), "peer_unknown"),
+            ("vg-ok", signed(key, "vm1", "vg-ok", expect="primary",
+                             force=True), "ok")):
         mark = sub.mark(rt)
         ops.publish(ct, payload)
         r = sub.wait_json(rt, lambda o, rid=rid: o.get("id") == rid,
