@@ -317,8 +317,15 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 		return;
 	}
 	if (strcmp(tp.suffix, "state") == 0) {
-		if (!msg->retained && (v = find_own(b, tp.host, tp.host_len,
-		    tp.vm, tp.vm_len)) != NULL)
+		/*
+		 * Our own VMs' state topics are subscribed without retained
+		 * messages: under MQTT 5 (retain handling 2) every message is
+		 * live, its retain flag as published; under 3.1.1 the flag
+		 * marks the retained ones, sent at subscription time.
+		 */
+		if ((b->cf->mqtt_version == 5 || !msg->retained) &&
+		    (v = find_own(b, tp.host, tp.host_len, tp.vm,
+		    tp.vm_len)) != NULL)
 			vm_on_foreign_state(v, msg->payload, msg->len);
 		pm.kind = 0;
 	} else if (strcmp(tp.suffix, "availability") == 0)

@@ -208,10 +208,13 @@ pair_check(const char *mode, const char **why, void *arg)
 	}
 	if (lp != NULL)	/* served here: read it now, not as last published */
 		(void)peer_set_local(&v->peer, lp->mode, lp->last_mode,
-		    vm_liveness(lp), qmp_ready(lp->q), lp->run != NULL);
+		    vm_liveness(lp), qmp_ready(lp->q), lp->tk_committed);
 	r = peer_check(&v->peer, mode, why);
-	if (!run->force)
+	if (!run->force) {
+		v->tk_committed = r == TK_OK;
 		return r;
+	}
+	v->tk_committed = 1;
 	if (r != TK_OK)
 		log_warnx("takeover %s/%s id=%s: FORCED: the pair rules would "
 		    "have refused it (%s: %s)", v->cv->host, v->cv->name,
@@ -252,6 +255,7 @@ failover_done(struct failover *fo, const struct failover_result *fr,
 	if (fr->sent)	/* refusals before the command do not count */
 		v->tk_last_ms = loop_now_ms();
 	v->run = NULL;
+	v->tk_committed = 0;
 	run->fo = NULL;
 	failover_free(fo);	/* fr points into fo: not used after this */
 	run_free(run);
@@ -469,8 +473,6 @@ cmd_request(struct cmd_ctx *cx, struct vm *v, const struct mqtt_msg *msg)
 	    v->cv->host, v->cv->name, req.id,
 	    req.expect_mode[0] ? req.expect_mode : "any",
 	    req.force ? ", force" : "");
-	/* A local peer's view now shows this takeover running. */
-	vm_publish_state(v);
 }
 
 void
@@ -495,6 +497,7 @@ cmd_abandon(struct cmd_ctx *cx, struct vm *v)
 	fr.sent = 1;	/* it may have been: do not claim otherwise */
 	log_warnx("takeover %s/%s id=%s: abandoned: the bridge is shutting "
 	    "down", v->cv->host, v->cv->name, run->id);
+	v->tk_committed = 0;
 	out = publish_result(cx, v, run->id, TK_NOT_CONNECTED, "Shutdown",
 	    "the bridge shut down before the outcome was known; read the "
 	    "VM's state", &fr, 1, run->resp_topic, run->corr, run->corr_len);
@@ -508,6 +511,7 @@ cmd_free_run(struct vm *v)
 {
 	run_free(v->run);
 	v->run = NULL;
+	v->tk_committed = 0;
 }
 
 int

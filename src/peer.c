@@ -231,7 +231,7 @@ peer_check(const struct peer_view *p, const char *own, const char **why)
 		return TK_PEER_UNKNOWN;
 	}
 	if (p->running) {
-		*why = "a takeover of the peer is running";
+		*why = "the peer is being taken over";
 		return TK_PEER_TOOK_OVER;
 	}
 	if (strcmp(p->mode, "none") == 0 && in_colo(p->last_mode)) {

@@ -35,7 +35,8 @@ struct peer_view {
 	int		 have_state;	/* a state payload was read */
 	int		 qmp;		/* -1 unknown, 0 disconnected, 1 connected */
 	int		 availability;	/* -1 unknown, 0 offline, 1 online */
-	int		 running;	/* a takeover of the peer is running (local) */
+	int		 running;	/* the peer's takeover sent its heartbeat
+					   and has not finished (local) */
 	char		 mode[COLO_ENUM_MAX + 1];	/* "" unknown */
 	char		 last_mode[COLO_ENUM_MAX + 1];
 	char		 liveness[16];	/* "alive", "gone", "unreachable", "" */

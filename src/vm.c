@@ -138,7 +138,7 @@ publish_state(struct vm *v, int force)
 	json_object_put(o);
 	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)
 		if (peer_set_local(&w->peer, v->mode, v->last_mode,
-		    vm_liveness(v), qmp_ready(v->q), v->run != NULL))
+		    vm_liveness(v), qmp_ready(v->q), v->tk_committed))
 			publish_state(w, 0);
 }
 

@@ -89,6 +89,8 @@ struct vm {
 
 	/* Takeover (command.c). */
 	struct cmd_run		*run;		/* NULL when idle */
+	int			 tk_committed;	/* run passed its last check:
+						   the heartbeat is sent */
 	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
 
 	uint64_t		 events_in;

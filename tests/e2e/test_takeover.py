@@ -143,12 +143,12 @@ def with_dead_peer(ctx, vms):
 
 
 def takeover_daemon(ctx, vms, port, takeover, bridge=None, name=None,
-                    start=True):
+                    start=True, mqtt=None):
     """h.Daemon with a `takeover = {...};` group appended (Daemon has no
     parameter for it).  takeover: dict of settings."""
     b = {"status_interval_s": STATUS_POLL_S}
     b.update(bridge or {})
-    d = h.Daemon(ctx, vms=vms, port=port, bridge=b, name=name)
+    d = h.Daemon(ctx, vms=vms, port=port, bridge=b, name=name, mqtt=mqtt)
     d.text += "takeover = %s;\n" % h._cfg_value(takeover)
     with open(d.conf, "w") as f:
         f.write(d.text)
