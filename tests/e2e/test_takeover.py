@@ -328,7 +328,7 @@ class Rig:
     takeover enabled (HMAC) + the ops client."""
 
     def __init__(self, ctx, nvms, vm_extra=None, takeover=None,
-                 states=None, reply_topics=()):
+                 states=None, reply_topics=(), bridge=None):
         self.ctx = ctx
         self.broker = ctx.mosquitto()
         self.sim = ctx.sim(nvms, args=("--mode", "secondary"))
@@ -344,7 +344,7 @@ class Rig:
             d.update((vm_extra or {}).get(name, {}))
             vms.append(d)
         self.daemon = takeover_daemon(ctx, with_dead_peer(ctx, vms),
-                                      self.broker.port, tk)
+                                      self.broker.port, tk, bridge=bridge)
         self.names = [n for n, _ in self.sim.vms()]
         self.sim.wait_ready(nvms, 20)
         h.wait_online(self.sub, self.names, 20)
