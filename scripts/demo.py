@@ -9,10 +9,16 @@ pair1-sec, pair2-pri, pair2-sec, remote takeover enabled with an HMAC key
 file of mode 0600) and build/std/qmp2mqtt.  Every MQTT message under the
 base topic is printed live (receive time, topic, compact payload).
 
-Scenario, once all four VMs are online and both pairs in COLO:
-  (a) remote takeover of pair1-sec through qmp2mqtt-ctl;
+Each VM names the other half of its pair as its peer, so the bridge
+applies the pair rules (README "Pair rules").  Scenario, once all four
+VMs are online and both pairs in COLO:
+  (a) remote takeover of pair1-sec while its primary runs: refused
+      (peer_alive: it would leave both halves running); then of pair1-pri:
+      ok, and pair1-sec, which got an error exit, waits;
   (b) kill -9 of pair2's primary QEMU; pair2-sec reports COLO_EXIT (reason
-      error); then remote takeover of pair2-sec with --expect secondary.
+      error) and the bridge sees pair2-pri's socket refuse connections
+      (liveness "gone"); then remote takeover of pair2-sec with --expect
+      secondary: ok.
 Then a summary, a clean stop (SIGTERM to the bridge: its VMs and
 bridge/state go offline) and exit 0.  --forever keeps everything running
 after the scenario until Ctrl-C.  Every wait is bounded: on a failure the
@@ -278,10 +284,11 @@ class Demo:
         os.chmod(self.keyfile, 0o600)
         vms = []
         for p, pair in self.pairs.items():
-            for side in ("pri", "sec"):
+            for side, other in (("pri", "sec"), ("sec", "pri")):
                 vms.append({"name": "%s-%s" % (p, side),
                             "qmp": "unix:" + getattr(pair,
-                                                     side + "_bridge")})
+                                                     side + "_bridge"),
+                            "peer": "%s/%s-%s" % (HOST, p, other)})
         d = h.Daemon(self.ctx, vms=vms, port=self.broker.port, name="bridge",
                      bridge={"host": HOST, "id": CLIENT_ID,
                              "backoff_min_ms": 100, "backoff_max_ms": 2000,
@@ -406,7 +413,9 @@ class Demo:
 
     # -- steps -------------------------------------------------------------
 
-    def run_ctl(self, vm, *extra):
+    def run_ctl(self, vm, *extra, refused=None):
+        """qmp2mqtt-ctl takeover; refused: the reason the bridge must
+        refuse it with (exit status 1), or None for a success."""
         argv = self.ctl_argv("takeover", HOST, vm, "--wait",
                              str(CTL_WAIT_S), *extra)
         shown = [rel(CTL_BIN)] + argv[1:]
@@ -454,27 +463,40 @@ class Demo:
         except ValueError:
             res = None
         self.ctl_runs.append((vm, p.returncode, res))
-        if p.returncode != 0:
+        if refused is not None:
+            if p.returncode != 1 or not isinstance(res, dict) or \
+                    res.get("reason") != refused:
+                raise Failed("qmp2mqtt-ctl takeover %s %s: expected a "
+                             "refusal (%s), got exit %d" %
+                             (HOST, vm, refused, p.returncode))
+        elif p.returncode != 0:
             raise Failed("qmp2mqtt-ctl takeover %s %s exited %d" %
                          (HOST, vm, p.returncode))
         return res
 
     def step_a(self):
-        say("(a) remote takeover of pair1-sec through qmp2mqtt-ctl")
+        say("(a) remote takeover of pair1-sec while pair1-pri runs")
         note("qmp2mqtt-ctl signs the request with the key file, publishes it "
              "on %s, waits for the result" % topic("pair1-sec",
                                                    "cmd/takeover"))
-        self.run_ctl("pair1-sec")
-        e = self.wait_event("pair1-sec", 15, "COLO_EXIT of pair1-sec")
-        good("pair1-sec: COLO_EXIT mode %s reason %s" %
+        note("a heartbeat to a secondary whose primary lives leaves both "
+             "running: the bridge refuses")
+        self.run_ctl("pair1-sec", refused="peer_alive")
+        good("refused (peer_alive); QEMU was not touched")
+        pause()
+        say("(a) remote takeover of pair1-pri")
+        self.run_ctl("pair1-pri")
+        e = self.wait_event("pair1-pri", 15, "COLO_EXIT of pair1-pri")
+        good("pair1-pri: COLO_EXIT mode %s reason %s" %
              (e.get("mode"), e.get("reason")))
-        e = self.wait_event("pair1-pri", 15,
-                            "COLO_EXIT of pair1-pri (its peer left COLO)")
-        good("pair1-pri: COLO_EXIT mode %s reason %s (its peer took over)" %
+        e = self.wait_event("pair1-sec", 15,
+                            "COLO_EXIT of pair1-sec (its peer left COLO)")
+        good("pair1-sec: COLO_EXIT mode %s reason %s (its peer took over; "
+             "it waits, and will be refused peer_took_over)" %
              (e.get("mode"), e.get("reason")))
-        self.wait_state("pair1-sec", lambda s: s.get("mode") == "none", 15,
-                        "state of pair1-sec with mode none")
-        good("pair1-sec runs alone now (state mode none)")
+        self.wait_state("pair1-pri", lambda s: s.get("mode") == "none", 15,
+                        "state of pair1-pri with mode none")
+        good("pair1-pri runs alone now (state mode none)")
 
     def step_b(self):
         say("(b) kill -9 of pair2's primary QEMU")
@@ -492,7 +514,11 @@ class Demo:
         self.wait(lambda msgs: any(m.topic == t and m.payload == b"offline"
                                    for m in msgs), 15,
                   "availability offline of pair2-pri")
-        good("pair2-pri offline")
+        self.wait_state("pair2-sec", lambda s: (s.get("peer") or {})
+                        .get("liveness") == "gone", 15,
+                        "pair2-sec's peer with liveness gone")
+        good("pair2-pri offline; its socket refuses connections: the "
+             "bridge publishes liveness \"gone\", proof that it is dead")
         pause()
         say("(b) remote takeover of pair2-sec, only if it is still "
             "secondary")
@@ -529,6 +555,9 @@ class Demo:
             if vm in self.killed:
                 extra = "  (QEMU killed)"
             elif s.get("mode") in ("primary", "secondary") and \
+                    (s.get("peer") or {}).get("mode") == "none":
+                extra = "  (its peer took over: it waits, never told to)"
+            elif s.get("mode") in ("primary", "secondary") and \
                     (s.get("last_exit") or {}).get("reason") == "error":
                 extra = "  (peer gone: waits for a takeover)"
             out("      %-10s mode %-9s last_mode %-9s qmp %s%s" %
@@ -538,8 +567,9 @@ class Demo:
     def forever(self):
         say("running until Ctrl-C (the commands printed at the start work "
             "now)")
-        note("pair1-pri still waits in COLO: try   %s -c %s takeover %s "
-             "pair1-pri --expect primary" % (rel(CTL_BIN), self.conf, HOST))
+        note("pair1-sec still waits in COLO, but its peer took over: try  "
+             " %s -c %s takeover %s pair1-sec   (refused: peer_took_over)" %
+             (rel(CTL_BIN), self.conf, HOST))
         while True:
             if not self.daemon.alive():
                 raise Failed("the bridge exited (status %s)" %
