@@ -208,8 +208,9 @@ peer_json(const struct peer_view *p, const char *host, const char *vm)
  *  3. this half is the secondary: only a primary proven gone allows it;
  *     alive: peer_alive; anything else: peer_unknown;
  *  4. this half is the primary: the secondary, even alive, waits after
- *     the primary's failover (QEMU never resumes it by itself), so a
- *     secondary still in COLO or gone allows it;
+ *     the primary's failover (QEMU never takes over by itself), so a
+ *     secondary still in COLO, gone, or a fresh QEMU that never was in
+ *     COLO allows it;
  *  5. anything else (own mode unknown, peer mode unknown): unknown.
  */
 enum tk_reason
@@ -253,9 +254,9 @@ peer_check(const struct peer_view *p, const char *own, const char **why)
 		*why = "the primary is unreachable but not proven gone";
 		return TK_PEER_UNKNOWN;
 	}
-	/* own is primary */
+	/* own is primary; a peer out of COLO here never was in it (2.) */
 	if (strcmp(p->liveness, "gone") == 0 ||
-	    strcmp(p->mode, "secondary") == 0)
+	    strcmp(p->mode, "secondary") == 0 || strcmp(p->mode, "none") == 0)
 		return TK_OK;
 	*why = "the secondary's COLO mode is unknown";
 	return TK_PEER_UNKNOWN;
