@@ -188,6 +188,7 @@ bridge_publish_stats(struct bridge *b)
 	ratelim_flush(&b->cmd.answers);
 	ratelim_flush(&b->cmd.ignored_log);
 	ratelim_flush(&b->peer_log);
+	ratelim_flush(&b->env.input_log);
 	memset(&src, 0, sizeof(src));
 	src.env = &b->env;
 	src.cmd = &b->cmd;
@@ -442,6 +443,8 @@ bridge_new(struct loop *loop, const struct config *cf)
 	    "clash line(s) not logged", 5);
 	static const struct ratelim peer_log = RATELIM_INIT(
 	    "bad peer payload line(s) not logged", 5);
+	static const struct ratelim input_log = RATELIM_INIT(
+	    "line(s) about bad QMP input not logged (see bridge/stats)", 20);
 	uint64_t		 seed = (uint64_t)loop_wall_us() ^
 	    ((uint64_t)getpid() << 32), rnd;
 
@@ -458,6 +461,7 @@ bridge_new(struct loop *loop, const struct config *cf)
 	b->env.cf = cf;
 	b->env.exit_log = exit_log;
 	b->env.clash_log = clash_log;
+	b->env.input_log = input_log;
 	b->env.started_us = loop_wall_us();
 	b->started_ms = loop_now_ms();
 	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "loop.h"
 #include "qmp.h"
+#include "ratelim.h"
 
 #define QMP_READ_CHUNK	65536
 #define QMP_READS_MAX	16		/* reads per wakeup, for fairness */
@@ -91,6 +92,14 @@ static void	gate_leave(struct qmp *);
 static void	qmp_drop(struct qmp *, const char *why);
 static void	qmp_io(struct loop *, int, uint32_t, void *);
 static void	qmp_timer(struct loop *, struct loop_timer *, void *);
+
+/* 1 when a line about the peer's input may be logged now (see qmp.h). */
+static int
+input_log(const struct qmp *q)
+{
+	return q->o.input_log == NULL ||
+	    ratelim_allow(q->o.input_log, loop_now_ms());
+}
 
 struct qmp *
 qmp_new(struct loop *loop, const struct qmp_opts *o,
@@ -606,7 +615,9 @@ handle_reply(struct qmp *q, json_object *msg)
 	if (!json_object_object_get_ex(msg, "id", &idv) ||
 	    !json_object_is_type(idv, json_type_int)) {
 		q->stats.unexpected++;
-		log_warnx("%s: reply without a valid id ignored", q->o.name);
+		if (input_log(q))
+			log_warnx("%s: reply without a valid id ignored",
+			    q->o.name);
 		return;
 	}
 	id = (uint64_t)json_object_get_int64(idv);
@@ -615,8 +626,9 @@ handle_reply(struct qmp *q, json_object *msg)
 			break;
 	if (p == NULL) {
 		q->stats.unexpected++;
-		log_warnx("%s: reply to unknown id %llu ignored", q->o.name,
-		    (unsigned long long)id);
+		if (input_log(q))
+			log_warnx("%s: reply to unknown id %llu ignored",
+			    q->o.name, (unsigned long long)id);
 		return;
 	}
 	if (prev != NULL)
@@ -645,7 +657,8 @@ handle_msg(struct qmp *q, json_object *msg)
 
 	if (!json_object_is_type(msg, json_type_object)) {
 		q->stats.unexpected++;
-		log_warnx("%s: non-object message ignored", q->o.name);
+		if (input_log(q))
+			log_warnx("%s: non-object message ignored", q->o.name);
 		return;
 	}
 	if (q->st == Q_GREETING) {
@@ -679,7 +692,8 @@ handle_msg(struct qmp *q, json_object *msg)
 		return;
 	}
 	q->stats.unexpected++;
-	log_warnx("%s: message of unknown shape ignored", q->o.name);
+	if (input_log(q))
+		log_warnx("%s: message of unknown shape ignored", q->o.name);
 }
 
 /* A printable, bounded excerpt of bad input for a log line. */
@@ -712,13 +726,16 @@ on_frame(void *arg, enum jstream_kind kind, const char *buf, size_t len)
 	case JSTREAM_INVALID:
 		q->stats.invalid++;
 		excerpt(ex, sizeof(ex), buf, len > 40 ? 40 : len);
-		log_warnx("%s: invalid QMP input skipped: \"%s\"", q->o.name, ex);
+		if (input_log(q))
+			log_warnx("%s: invalid QMP input skipped: \"%s\"",
+			    q->o.name, ex);
 		return;
 	case JSTREAM_OVERSIZED:
 		q->stats.oversized++;
 		excerpt(ex, sizeof(ex), buf, len > 40 ? 40 : len);
-		log_warnx("%s: QMP message over %zu bytes skipped: \"%s...\"",
-		    q->o.name, q->o.max_msg, ex);
+		if (input_log(q))
+			log_warnx("%s: QMP message over %zu bytes skipped: "
+			    "\"%s...\"", q->o.name, q->o.max_msg, ex);
 		return;
 	case JSTREAM_MSG:
 		break;
@@ -736,8 +753,10 @@ on_frame(void *arg, enum jstream_kind kind, const char *buf, size_t len)
 	    json_tokener_get_parse_end(tok) != len) {
 		q->stats.invalid++;
 		excerpt(ex, sizeof(ex), buf, len > 40 ? 40 : len);
-		log_warnx("%s: invalid JSON skipped (%s): \"%s\"", q->o.name,
-		    json_tokener_error_desc(json_tokener_get_error(tok)), ex);
+		if (input_log(q))
+			log_warnx("%s: invalid JSON skipped (%s): \"%s\"",
+			    q->o.name, json_tokener_error_desc(
+			    json_tokener_get_error(tok)), ex);
 		json_object_put(msg);
 		if (tok != q->o.tok)
 			json_tokener_free(tok);
@@ -769,9 +788,10 @@ account(struct qmp *q)
 	if (q->o.total_max > 0 && *q->o.total_buffered > q->o.total_max &&
 	    now > 0) {
 		q->stats.oversized++;
-		log_warnx("%s: input buffers of all VMs over %zu bytes: partial "
-		    "message of %zu bytes dropped", q->o.name, q->o.total_max,
-		    now);
+		if (input_log(q))
+			log_warnx("%s: input buffers of all VMs over %zu "
+			    "bytes: partial message of %zu bytes dropped",
+			    q->o.name, q->o.total_max, now);
 		jstream_reset(q->js);
 		*q->o.total_buffered -= now;
 		q->buffered = 0;

@@ -23,6 +23,7 @@
 struct loop;
 struct qmp;
 struct qmp_gate;
+struct ratelim;
 
 #define QMP_MAX_DEPTH	64	/* deepest nesting accepted in a message */
 
@@ -53,6 +54,11 @@ struct qmp_opts {
 	struct json_tokener *tok;
 	/* Backpressure shared by many connections (see qmp_gate), or NULL. */
 	struct qmp_gate	*gate;
+	/*
+	 * Caps the log lines a peer's input can trigger (garbage, oversized
+	 * or unexpected messages), shared by many connections, or NULL.
+	 */
+	struct ratelim	*input_log;
 };
 
 struct qmp_callbacks {

@@ -627,6 +627,7 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 	o.total_buffered = &env->in_buffered;
 	o.tok = env->tok;
 	o.gate = env->gate;
+	o.input_log = &env->input_log;
 	o.total_max = cf->max_input_total;
 	if (cf->status_interval_s > 0 &&
 	    (v->poll = loop_timer_new(env->loop, poll_tick, v)) == NULL)

@@ -45,6 +45,7 @@ struct vm_env {
 	uint64_t		 clashes;	/* VMs another bridge serves too */
 	struct ratelim		 exit_log;	/* COLO_EXIT lines */
 	struct ratelim		 clash_log;
+	struct ratelim		 input_log;	/* QMP garbage lines */
 	/* A VM's view changed (mode, liveness, connection): for its peers. */
 	void			(*changed)(struct vm *, void *arg);
 	void			*arg;

@@ -15,8 +15,8 @@ test_takeover.py), each case counting what must stay quiet:
   - a request dated 20 s ahead executes once, and after kill -9 and a
     restart (replay store in state_dir) the same payload is refused;
     without state_dir such a request is stale;
-  - 500 requests for an unknown VM: counted, logged a few times with a
-    summary line;
+  - 500 requests for an unknown VM, and 1 000 lines of garbage from a
+    QMP peer: counted, logged a few times with a summary line;
   - qmp2mqtt-ctl genkey: a 0600 key the daemon accepts; a short key, a
     group-readable one, a FIFO and a symlink are refused at start with a
     clear message;
@@ -209,6 +209,25 @@ def test_unknown_vm_flood(ctx):
               rig.daemon.log_text().splitlines()), "no summary line")
 
 
+def test_qmp_garbage_log_capped(ctx):
+    rig = Rig(ctx, 2)
+    n = 1000
+    rig.sim.cmd("raw vm1 " + "{bad\\r\\n" * n)
+    rig.sim.cmd("exit vm1 secondary error")     # still delivered after it
+    rig.sub.wait_for(lambda m: True, 10, topic=h.event_topic("vm1"))
+    st = h.stats_until(rig.sub, rig.daemon, lambda s: s["vms"]["vm1"]
+                       ["invalid"] >= n, 20, "%d invalid" % n)
+    check_eq(st["vms"]["vm1"]["invalid"], n, "invalid count")
+    text = rig.daemon.log_text().splitlines()
+    lines = [ln for ln in text if "vm1: invalid JSON skipped" in ln or
+             "vm1: invalid QMP input skipped" in ln]
+    h.log("%d log lines for %d garbage lines" % (len(lines), n))
+    check(0 < len(lines) <= 60, "%d log lines for %d garbage lines" %
+          (len(lines), n))
+    check(any("bad QMP input not logged" in ln for ln in text),
+          "no summary line")
+
+
 def run_n(conf):
     p = subprocess.run([DAEMON_BIN, "-n", "-c", conf], capture_output=True,
                        timeout=20 * h.SLOW)
@@ -292,4 +311,5 @@ if __name__ == "__main__":
     h.main(test_replayed_signed_request, test_ctl_ignores_forged_result,
            test_future_request_across_restart,
            test_future_request_without_state_dir, test_unknown_vm_flood,
+           test_qmp_garbage_log_capped,
            test_key_files, test_unsafe_configurations)
