@@ -223,7 +223,8 @@ ratelog_report(struct loop *l, struct loop_timer *t, void *arg)
  * Received messages waiting for the loop are bounded, in count and in
  * bytes: a flood on a subscribed topic while the loop is busy is dropped
  * here, counted, rather than growing without limit.  Only commands and
- * peer state arrive this way, a few KiB each.
+ * peer state arrive this way, a few KiB each: a payload larger than
+ * MQTT_MAX_PACKET_IN is dropped whatever the queue holds.
  */
 #define EVQ_MSGS_MAX	10000
 #define EVQ_BYTES_MAX	(16 * 1024 * 1024)
@@ -301,8 +302,12 @@ cb_arrived(void *ctx, char *topic, int topiclen, MQTTAsync_message *pm)
 	if (cd != NULL)
 		cdlen = (size_t)cd->value.data.len;
 	size = tlen + 1 + plen + 1 + rtlen + 1 + cdlen + 1;
-	/* Over the byte bound anyway: count it without copying it. */
-	if (size > EVQ_BYTES_MAX || (e = calloc(1, sizeof(*e) + size)) == NULL) {
+	/*
+	 * Larger than an MQTT 5 broker may send us (an MQTT 3.1.1 one cannot
+	 * be told): count it without copying it.
+	 */
+	if (plen > MQTT_MAX_PACKET_IN ||
+	    (e = calloc(1, sizeof(*e) + size)) == NULL) {
 		struct mqtt *m = ((struct conn *)ctx)->m;
 
 		pthread_mutex_lock(&m->lock);

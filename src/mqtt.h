@@ -40,7 +40,8 @@
  * After each connect the broker socket gets TCP_NODELAY.  Received
  * messages waiting for the loop are bounded in count and bytes, and an
  * MQTT 5 broker is told the largest packet the module accepts
- * (MQTT_MAX_PACKET_IN).
+ * (MQTT_MAX_PACKET_IN); a larger payload from an MQTT 3.1.1 broker is
+ * dropped on arrival (counted in received_dropped).
  */
 #ifndef QMP2MQTT_MQTT_H
 #define QMP2MQTT_MQTT_H
