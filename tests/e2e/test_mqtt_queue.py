@@ -14,7 +14,13 @@
     and counted ("N refused so far" in the log, rate-limited), vm1's
     events queued after them are all delivered, nothing stays buffered or
     in flight.
-(c) test_inbound_large: a 5 MB message on the bridge's command topic.
+(c) test_refused_transient: mosquitto cannot refuse a publish for now,
+    so a minimal MQTT 5 broker of the test's own (FakeBroker) answers
+    PUBACK 0x97 (quota exceeded) to the first copy of 3 chosen events and
+    accepts everything else.  The bridge retries them after a backoff
+    (logged "for now ... retrying"): every event is accepted in the end,
+    the refused ones after a delay, nothing dropped.
+(d) test_inbound_large: a 5 MB message on the bridge's command topic.
     MQTT 5: the bridge told the broker its Maximum Packet Size (1 MiB), so
     mosquitto does not send it; MQTT 3.1.1: the bridge drops it on arrival
     (mqtt_in_dropped 1).  Either way the bridge keeps publishing, and its
@@ -22,10 +28,14 @@
 """
 # TIMEOUT = 180
 
+import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
 
 import harness as h
@@ -137,6 +147,175 @@ def test_refused_acl(ctx):
              "apart)")
 
 
+class FakeBroker:
+    """Just enough MQTT 5 for the bridge: CONNACK, SUBACK, PINGRESP, and a
+    PUBACK per QoS 1 PUBLISH whose reason code refuse(topic, payload)
+    chooses.  Records (topic, payload, reason) in arrival order."""
+
+    def __init__(self, refuse):
+        self.refuse = refuse
+        self.s = socket.socket()
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(4)
+        self.port = self.s.getsockname()[1]
+        self.cond = threading.Condition()
+        self.pubs = []
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.s.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _varint(buf, i):
+        n = mul = 0
+        while True:
+            b = buf[i]
+            i += 1
+            n += (b & 0x7F) << mul
+            mul += 7
+            if not b & 0x80:
+                return n, i
+
+    def _serve(self, c):
+        buf = b""
+        c.settimeout(0.5)
+        while not self.stop:
+            try:
+                data = c.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            while len(buf) >= 2:
+                try:
+                    n, i = self._varint(buf, 1)
+                except IndexError:
+                    break
+                if len(buf) < i + n:
+                    break
+                t, body, buf = buf[0], buf[i:i + n], buf[i + n:]
+                out = self._packet(t, body)
+                if out is None:
+                    c.close()
+                    return
+                if out:
+                    c.sendall(out)
+        c.close()
+
+    def _packet(self, t, body):
+        kind = t >> 4
+        if kind == 1:                           # CONNECT
+            return b"\x20\x03\x00\x00\x00"
+        if kind == 8:                           # SUBSCRIBE
+            pid = body[:2]
+            plen, i = self._varint(body, 2)
+            i += plen
+            codes = b""
+            while i < len(body):
+                tl = struct.unpack(">H", body[i:i + 2])[0]
+                i += 2 + tl + 1
+                codes += b"\x01"
+            rest = pid + b"\x00" + codes
+            return bytes([0x90, len(rest)]) + rest
+        if kind == 3:                           # PUBLISH
+            qos = (t >> 1) & 3
+            tl = struct.unpack(">H", body[:2])[0]
+            topic = body[2:2 + tl].decode()
+            i = 2 + tl
+            pid = body[i:i + 2] if qos else b""
+            i += 2 if qos else 0
+            plen, i = self._varint(body, i)
+            payload = body[i + plen:]
+            rc = self.refuse(topic, payload)
+            with self.cond:
+                self.pubs.append((topic, payload, rc, time.monotonic()))
+                self.cond.notify_all()
+            if not qos:
+                return b""
+            return b"\x40\x04" + pid + bytes([rc, 0])
+        if kind == 12:                          # PINGREQ
+            return b"\xd0\x00"
+        if kind == 14:                          # DISCONNECT
+            return None
+        return b""
+
+    def wait(self, pred, timeout, what):
+        end = time.monotonic() + timeout * h.SLOW
+        with self.cond:
+            while not pred(self.pubs):
+                left = end - time.monotonic()
+                if left <= 0:
+                    h.fail("fake broker: timeout waiting for %s" % what)
+                self.cond.wait(left)
+
+    def close(self):
+        self.stop = True
+        self.s.close()
+
+
+def test_refused_transient(ctx):
+    N = 30
+    REFUSE = {5, 12, 20}                # k of vm1's events refused once
+    etopic = h.event_topic("vm1")
+    refused = set()
+
+    def refuse(topic, payload):
+        if topic != etopic:
+            return 0
+        k = h.sim_k(json.loads(payload))
+        if k in REFUSE and k not in refused:
+            refused.add(k)
+            return 0x97                 # quota exceeded: not now
+        return 0
+    fb = FakeBroker(refuse)
+    try:
+        sim = ctx.sim(1)
+        d = h.Daemon(ctx, vms=sim.vms(), port=fb.port).start()
+        sim.wait_ready(1, timeout=20)
+        fb.wait(lambda p: any(t.endswith("/availability") for t, *_ in p),
+                10, "the bridge's first publishes")
+        check_eq(sim.cmd("burst vm1 %d" % N, timeout=10), "ok burst",
+                 "burst")
+
+        def accepted(pubs):
+            return {h.sim_k(json.loads(pl)) for t, pl, rc, _ in pubs
+                    if t == etopic and rc == 0}
+        fb.wait(lambda p: len(accepted(p)) == N, 30, "every event accepted")
+        with fb.cond:
+            pubs = list(fb.pubs)
+        ev = [(h.sim_k(json.loads(pl)), rc, tm) for t, pl, rc, tm in pubs
+              if t == etopic]
+        check_eq(refused, REFUSE, "events refused once")
+        for k in REFUSE:
+            t_ref = min(tm for kk, rc, tm in ev if kk == k and rc)
+            t_ok = min(tm for kk, rc, tm in ev if kk == k and not rc)
+            check(t_ok - t_ref >= 0.05, "k=%d retried after %.3fs: a "
+                  "backoff, not at once" % (k, t_ok - t_ref))
+        text = d.log_text()
+        check(re.search(r"broker refused publish to \S+ for now: quota "
+                        r"exceeded \(reason 0x97\)", text),
+              "the transient refusal logged")
+        check(not re.search(r"\); dropped|dropped the oldest|cannot publish",
+                            text), "nothing dropped:\n%s" % text[-2000:])
+        h.log("RESULT transient: %d events, %d refusals retried, order of "
+              "first acceptance: %s" % (N, len(REFUSE),
+                                        [k for k, rc, _ in ev if not rc]))
+    finally:
+        fb.close()
+
+
 def rss_peak_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for ln in f:
@@ -191,5 +370,6 @@ def test_inbound_large_v3(ctx):
 
 
 if __name__ == "__main__":
-    h.main(test_state_coalesced, test_refused_acl, test_inbound_large_v5,
+    h.main(test_state_coalesced, test_refused_acl, test_refused_transient,
+           test_inbound_large_v5,
            test_inbound_large_v3)
