@@ -55,6 +55,7 @@ struct mev {
 	int		 token;
 	int		 code;
 	int		 keepalive;	/* MEV_CONNECTED: Server Keep Alive */
+	int		 recvmax;	/* MEV_CONNECTED: Receive Maximum */
 	size_t		 size;		/* MEV_MESSAGE: bytes counted */
 	struct mqtt_msg	 msg;		/* MEV_MESSAGE; strings in data[] */
 	char		*text;		/* cause, for logs */
@@ -133,6 +134,8 @@ struct mqtt {
 	size_t			 count;
 	size_t			 nstate;	/* MQTT_PUB_STATE entries in count */
 	size_t			 inflight;
+	size_t			 window;	/* inflight_max, or the broker's
+						   Receive Maximum if lower */
 	struct entry		*states[STATE_BUCKETS];
 	struct sub		*subs;
 	int			 full;		/* flow: above high water */
@@ -367,6 +370,10 @@ cb_conn_ok5(void *ctx, MQTTAsync_successData5 *r)
 	    MQTTPROPERTY_CODE_SERVER_KEEP_ALIVE))
 		e->keepalive = MQTTProperties_getNumericValue(&r->properties,
 		    MQTTPROPERTY_CODE_SERVER_KEEP_ALIVE);
+	if (r != NULL && MQTTProperties_hasProperty(&r->properties,
+	    MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+		e->recvmax = MQTTProperties_getNumericValue(&r->properties,
+		    MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
 	post(ctx, e);
 }
 
@@ -897,7 +904,7 @@ static void
 pump(struct mqtt *m)
 {
 	while (m->connected && !m->holding && m->next != NULL &&
-	    m->inflight < m->cf->inflight_max) {
+	    m->inflight < m->window) {
 		struct entry		*e = m->next;
 		MQTTAsync_message	 pm = MQTTAsync_message_initializer;
 		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
@@ -1312,7 +1319,7 @@ on_suback(struct mqtt *m, int token, int ok)
 }
 
 static void
-on_connected(struct mqtt *m, int server_keepalive)
+on_connected(struct mqtt *m, int server_keepalive, int recvmax)
 {
 	struct sub	*s;
 
@@ -1332,6 +1339,17 @@ on_connected(struct mqtt *m, int server_keepalive)
 		client_renew(m);
 		loop_timer_arm(m->timer, 0);
 		return;
+	}
+	/*
+	 * Past the broker's Receive Maximum Paho would queue our publishes
+	 * itself: keep the window within it, so that what is handed to Paho
+	 * is on the wire.
+	 */
+	m->window = m->cf->inflight_max;
+	if (recvmax > 0 && (size_t)recvmax < m->window) {
+		m->window = (size_t)recvmax;
+		log_debug("mqtt: broker's Receive Maximum %d: window %zu",
+		    recvmax, m->window);
 	}
 	m->connected = 1;
 	m->stats.connects++;
@@ -1437,7 +1455,7 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 		switch (e->type) {
 		case MEV_CONNECTED:
 			if (!m->stopping)
-				on_connected(m, e->keepalive);
+				on_connected(m, e->keepalive, e->recvmax);
 			break;
 		case MEV_CONNECT_FAILED:
 			log_connect_failure(m, e->code, e->text);
@@ -1493,6 +1511,7 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	m->arg = arg;
 	m->efd = -1;
 	m->keepalive = cf->keepalive_s;
+	m->window = cf->inflight_max;
 	pthread_mutex_init(&m->lock, NULL);
 	backoff_init(&m->bo, cf->backoff_min_ms, cf->backoff_max_ms,
 	    (uint64_t)loop_wall_us() ^ (uint64_t)getpid());

@@ -8,8 +8,9 @@
  * sees a thread.
  *
  * Outbound messages sit in the module's own FIFO, bounded by buffer_max
- * messages, and at most inflight_max of them are handed to Paho at once
- * (Paho's own queue is O(n) per send and silently drops past 100).  A
+ * messages, and at most inflight_max of them (or the MQTT 5 broker's
+ * Receive Maximum, if lower) are handed to Paho at once (Paho's own queue
+ * is O(n) per send and silently drops past 100).  A
  * message leaves the FIFO only when the broker acknowledged it (QoS 1/2) or
  * Paho wrote it (QoS 0); after a connection loss the unacknowledged ones
  * are sent again, in order, so an event can be duplicated (as QoS 1
