@@ -5,6 +5,17 @@
  * append it to m->evq under m->lock and write the eventfd.  Everything
  * else, the FIFO included, belongs to the loop thread and needs no lock.
  *
+ * Clients: one Paho client per connection.  Its callbacks get a struct
+ * conn as context, holding the module and the client's generation, which
+ * every event carries; the loop ignores events of an older generation (a
+ * late acknowledgement of the previous connection must not match a token
+ * of the new one).  Paho 1.3.12 runs every callback with its global mutex
+ * held, and MQTTAsync_destroy() takes that mutex and unlinks the client:
+ * once it returned, no callback of that client runs or will run, so its
+ * conn can be freed right after.  The new client is created before the
+ * old one is destroyed: destroying the last client stops Paho's threads
+ * (sleeping 100 ms steps on the loop thread).
+ *
  * The FIFO is one list, oldest first.  Entries [head, next) have been
  * handed to Paho (in flight, at most inflight_max); [next, tail] wait.
  * An acknowledgement removes its entry wherever it is (tokens identify
@@ -40,19 +51,30 @@ enum mev_type { MEV_CONNECTED, MEV_CONNECT_FAILED, MEV_LOST, MEV_ACK,
 struct mev {
 	struct mev	*next;
 	enum mev_type	 type;
+	unsigned	 gen;		/* the client's generation */
 	int		 token;
 	int		 code;
+	int		 keepalive;	/* MEV_CONNECTED: Server Keep Alive */
+	int		 recvmax;	/* MEV_CONNECTED: Receive Maximum */
+	size_t		 size;		/* MEV_MESSAGE: bytes counted */
 	struct mqtt_msg	 msg;		/* MEV_MESSAGE; strings in data[] */
-	struct sub	*sub;		/* MEV_SUBACK */
 	char		*text;		/* cause, for logs */
 	char		 data[];
 };
 
+/* The context of one Paho client's callbacks (see above). */
+struct conn {
+	struct mqtt	*m;
+	unsigned	 gen;
+};
+
 struct entry {
 	struct entry	*next, *prev;
+	struct entry	*hnext;		/* pending state entries by topic */
 	int		 token;		/* Paho's, while in flight */
 	uint64_t	 sid;		/* spool id, 0 if not spooled */
 	int		 inflight;
+	int		 hashed;	/* in m->states */
 	int		 qos;
 	int		 flags;
 	size_t		 len;
@@ -65,18 +87,32 @@ struct entry {
 
 struct sub {
 	struct sub	*next;
-	struct mqtt	*m;
 	char		*filter;
 	int		 qos;
-	int		 no_retained;
+	int		 flags;		/* MQTT_SUB_* */
+	int		 token;		/* of the SUBSCRIBE in flight, or 0 */
 };
+
+/*
+ * A log line that outside input can trigger: at most one a second, the
+ * rest summed up by one line a second later.
+ */
+struct ratelog {
+	uint64_t	last_ms;
+	uint64_t	suppressed;
+};
+
+#define STATE_BUCKETS	1024	/* pending state entries, hashed by topic */
 
 struct mqtt {
 	struct loop		*loop;
 	const struct config	*cf;
 	struct mqtt_callbacks	 cb;
 	void			*arg;
-	MQTTAsync		 cli;
+	MQTTAsync		 cli;		/* this connection's, or NULL */
+	struct conn		*conn;		/* its callbacks' context */
+	unsigned		 gen;		/* its generation */
+	int			 keepalive;	/* s, lowered by the broker */
 	char			*will_topic;
 	char			*will_payload;
 
@@ -84,6 +120,7 @@ struct mqtt {
 	pthread_mutex_t		 lock;
 	struct mev		*evq, *evq_tail;
 	size_t			 evq_msgs;	/* MEV_MESSAGE queued (locked) */
+	size_t			 evq_bytes;	/* their size (locked) */
 	uint64_t		 evq_dropped;	/* messages refused (locked) */
 
 	int			 connected;
@@ -97,45 +134,123 @@ struct mqtt {
 	size_t			 count;
 	size_t			 nstate;	/* MQTT_PUB_STATE entries in count */
 	size_t			 inflight;
+	size_t			 window;	/* inflight_max, or the broker's
+						   Receive Maximum if lower */
+	struct entry		*states[STATE_BUCKETS];
 	struct sub		*subs;
 	int			 full;		/* flow: above high water */
 	size_t			 high_water;
 	struct spool		*spool;
 	size_t			 spooled_bytes;	/* live bytes in the spool */
 	struct mqtt_stats	 stats;
-	uint64_t		 last_drop_log;
-	uint64_t		 drops_unlogged;
-	struct loop_timer	*drop_timer;	/* reports unlogged drops */
+
+	/* Transient refusals: hold the FIFO, retry after a backoff. */
+	int			 holding;	/* no new sends */
+	int			 hold_due;	/* the backoff elapsed */
+	struct backoff		 rbo;
+	struct loop_timer	*hold_timer;
+
+	/* Connect failures: a changed cause at once, a repeat rarely. */
+	char			 cause[256];
+	uint64_t		 cause_ms;
+	uint64_t		 cause_repeats;
+
+	struct ratelog		 rl_drop, rl_refused, rl_retry, rl_indrop;
+	struct loop_timer	*drop_timer;	/* reports suppressed lines */
 };
 
 static void	pump(struct mqtt *);
 static void	flow_check(struct mqtt *);
 static void	start_connect(struct mqtt *);
 
+/* --- rate-limited logging ----------------------------------------------- */
+
+/* 1 when a line may be logged now; otherwise counts it for the summary. */
+static int
+ratelog_ok(struct mqtt *m, struct ratelog *rl)
+{
+	uint64_t now = loop_now_ms();
+
+	if (rl->last_ms == 0 || now - rl->last_ms >= 1000) {
+		rl->last_ms = now;
+		return 1;
+	}
+	rl->suppressed++;
+	if (m->drop_timer != NULL && !loop_timer_armed(m->drop_timer))
+		loop_timer_arm(m->drop_timer, 1000);
+	return 0;
+}
+
+/* Sums up what ratelog_ok() suppressed (the drop_timer's callback). */
+static void
+ratelog_report(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct mqtt *m = arg;
+	uint64_t     now = loop_now_ms();
+
+	if (m->rl_drop.suppressed > 0) {
+		log_warnx("MQTT buffer full (%zu messages): %llu more dropped; "
+		    "%llu dropped so far", m->cf->buffer_max,
+		    (unsigned long long)m->rl_drop.suppressed,
+		    (unsigned long long)m->stats.dropped);
+		m->rl_drop.suppressed = 0;
+		m->rl_drop.last_ms = now;
+	}
+	if (m->rl_refused.suppressed > 0) {
+		log_warnx("mqtt: the broker refused %llu more publish(es) for "
+		    "good; %llu refused so far",
+		    (unsigned long long)m->rl_refused.suppressed,
+		    (unsigned long long)m->stats.refused);
+		m->rl_refused.suppressed = 0;
+		m->rl_refused.last_ms = now;
+	}
+	if (m->rl_retry.suppressed > 0) {
+		log_warnx("mqtt: the broker refused %llu more publish(es) for "
+		    "now; retrying", (unsigned long long)m->rl_retry.suppressed);
+		m->rl_retry.suppressed = 0;
+		m->rl_retry.last_ms = now;
+	}
+	if (m->rl_indrop.suppressed > 0) {
+		log_warnx("mqtt: received messages dropped %llu more time(s); "
+		    "%llu dropped so far",
+		    (unsigned long long)m->rl_indrop.suppressed,
+		    (unsigned long long)m->stats.received_dropped);
+		m->rl_indrop.suppressed = 0;
+		m->rl_indrop.last_ms = now;
+	}
+}
+
 /* --- Paho's threads: post and return ---------------------------------- */
 
 /*
- * Received messages waiting for the loop are bounded: a flood on a
- * subscribed topic while the loop is busy is dropped here, counted, rather
- * than growing without limit.  Only commands arrive this way.
+ * Received messages waiting for the loop are bounded, in count and in
+ * bytes: a flood on a subscribed topic while the loop is busy is dropped
+ * here, counted, rather than growing without limit.  Only commands and
+ * peer state arrive this way, a few KiB each: a payload larger than
+ * MQTT_MAX_PACKET_IN is dropped whatever the queue holds.
  */
 #define EVQ_MSGS_MAX	10000
+#define EVQ_BYTES_MAX	(16 * 1024 * 1024)
 
 static void
-post(struct mqtt *m, struct mev *e)
+post(struct conn *c, struct mev *e)
 {
-	uint64_t one = 1;
-	int	 wake;
+	struct mqtt	*m = c->m;
+	uint64_t	 one = 1;
+	int		 wake;
 
+	e->gen = c->gen;
 	pthread_mutex_lock(&m->lock);
 	if (e->type == MEV_MESSAGE) {
-		if (m->evq_msgs >= EVQ_MSGS_MAX) {
+		if (m->evq_msgs >= EVQ_MSGS_MAX ||
+		    m->evq_bytes + e->size > EVQ_BYTES_MAX) {
 			m->evq_dropped++;
 			pthread_mutex_unlock(&m->lock);
 			free(e);
 			return;
 		}
 		m->evq_msgs++;
+		m->evq_bytes += e->size;
 	}
 	/* Only the first event of a batch needs to wake the loop. */
 	wake = m->evq == NULL;
@@ -150,7 +265,7 @@ post(struct mqtt *m, struct mev *e)
 }
 
 static void
-post_simple(struct mqtt *m, enum mev_type type, int token, int code,
+post_simple(struct conn *c, enum mev_type type, int token, int code,
     const char *text)
 {
 	struct mev *e = calloc(1, sizeof(*e));
@@ -162,7 +277,7 @@ post_simple(struct mqtt *m, enum mev_type type, int token, int code,
 	e->code = code;
 	if (text != NULL)
 		e->text = strdup(text);
-	post(m, e);
+	post(c, e);
 }
 
 static void
@@ -174,12 +289,11 @@ cb_lost(void *ctx, char *cause)
 static int
 cb_arrived(void *ctx, char *topic, int topiclen, MQTTAsync_message *pm)
 {
-	struct mqtt	*m = ctx;
 	size_t		 tlen = topiclen > 0 ? (size_t)topiclen : strlen(topic);
 	size_t		 plen = pm->payloadlen > 0 ? (size_t)pm->payloadlen : 0;
 	MQTTProperty	*rt = NULL, *cd = NULL;
-	size_t		 rtlen = 0, cdlen = 0;
-	struct mev	*e;
+	size_t		 rtlen = 0, cdlen = 0, size;
+	struct mev	*e = NULL;
 	char		*p;
 
 	rt = MQTTProperties_getProperty(&pm->properties,
@@ -190,9 +304,22 @@ cb_arrived(void *ctx, char *topic, int topiclen, MQTTAsync_message *pm)
 		rtlen = (size_t)rt->value.data.len;
 	if (cd != NULL)
 		cdlen = (size_t)cd->value.data.len;
-	e = calloc(1, sizeof(*e) + tlen + 1 + plen + 1 + rtlen + 1 + cdlen + 1);
+	size = tlen + 1 + plen + 1 + rtlen + 1 + cdlen + 1;
+	/*
+	 * Larger than an MQTT 5 broker may send us (an MQTT 3.1.1 one cannot
+	 * be told): count it without copying it.
+	 */
+	if (plen > MQTT_MAX_PACKET_IN ||
+	    (e = calloc(1, sizeof(*e) + size)) == NULL) {
+		struct mqtt *m = ((struct conn *)ctx)->m;
+
+		pthread_mutex_lock(&m->lock);
+		m->evq_dropped++;
+		pthread_mutex_unlock(&m->lock);
+	}
 	if (e != NULL) {
 		e->type = MEV_MESSAGE;
+		e->size = size;
 		p = e->data;
 		memcpy(p, topic, tlen);
 		p[tlen] = '\0';
@@ -218,7 +345,7 @@ cb_arrived(void *ctx, char *topic, int topiclen, MQTTAsync_message *pm)
 		e->msg.qos = pm->qos;
 		e->msg.retained = pm->retained;
 		e->msg.dup = pm->dup;
-		post(m, e);
+		post(ctx, e);
 	}
 	MQTTAsync_freeMessage(&pm);
 	MQTTAsync_free(topic);
@@ -234,7 +361,20 @@ cb_conn_ok(void *ctx, MQTTAsync_successData *r)
 static void
 cb_conn_ok5(void *ctx, MQTTAsync_successData5 *r)
 {
-	post_simple(ctx, MEV_CONNECTED, 0, 0, NULL);
+	struct mev *e = calloc(1, sizeof(*e));
+
+	if (e == NULL)
+		return;
+	e->type = MEV_CONNECTED;
+	if (r != NULL && MQTTProperties_hasProperty(&r->properties,
+	    MQTTPROPERTY_CODE_SERVER_KEEP_ALIVE))
+		e->keepalive = MQTTProperties_getNumericValue(&r->properties,
+		    MQTTPROPERTY_CODE_SERVER_KEEP_ALIVE);
+	if (r != NULL && MQTTProperties_hasProperty(&r->properties,
+	    MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+		e->recvmax = MQTTProperties_getNumericValue(&r->properties,
+		    MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+	post(ctx, e);
 }
 
 static void
@@ -247,7 +387,11 @@ cb_conn_fail(void *ctx, MQTTAsync_failureData *r)
 static void
 cb_conn_fail5(void *ctx, MQTTAsync_failureData5 *r)
 {
-	post_simple(ctx, MEV_CONNECT_FAILED, 0, r ? r->code : 0,
+	int code = r ? r->code : 0;
+
+	if (r != NULL && (int)r->reasonCode >= 0x80)
+		code = (int)r->reasonCode;
+	post_simple(ctx, MEV_CONNECT_FAILED, 0, code,
 	    r && r->message ? r->message : NULL);
 }
 
@@ -283,40 +427,29 @@ cb_pub_fail5(void *ctx, MQTTAsync_failureData5 *r)
 }
 
 static void
-post_suback(struct sub *sub, int ok)
-{
-	struct mev *e = calloc(1, sizeof(*e));
-
-	if (e == NULL)
-		return;
-	e->type = MEV_SUBACK;
-	e->sub = sub;
-	e->code = ok;
-	post(sub->m, e);
-}
-
-static void
 cb_sub_ok(void *ctx, MQTTAsync_successData *r)
 {
-	post_suback(ctx, r == NULL || r->alt.qos < 0x80);
+	post_simple(ctx, MEV_SUBACK, r ? r->token : 0,
+	    r == NULL || r->alt.qos < 0x80, NULL);
 }
 
 static void
 cb_sub_ok5(void *ctx, MQTTAsync_successData5 *r)
 {
-	post_suback(ctx, r == NULL || r->reasonCode < 0x80);
+	post_simple(ctx, MEV_SUBACK, r ? r->token : 0,
+	    r == NULL || r->reasonCode < 0x80, NULL);
 }
 
 static void
 cb_sub_fail(void *ctx, MQTTAsync_failureData *r)
 {
-	post_suback(ctx, 0);
+	post_simple(ctx, MEV_SUBACK, r ? r->token : 0, 0, NULL);
 }
 
 static void
 cb_sub_fail5(void *ctx, MQTTAsync_failureData5 *r)
 {
-	post_suback(ctx, 0);
+	post_simple(ctx, MEV_SUBACK, r ? r->token : 0, 0, NULL);
 }
 
 static void
@@ -343,7 +476,186 @@ cb_disc_fail5(void *ctx, MQTTAsync_failureData5 *r)
 	post_simple(ctx, MEV_DISCONNECTED, 0, 0, NULL);
 }
 
+/* --- pure helpers --------------------------------------------------------- */
+
+int
+mqtt_refusal_permanent(int reason)
+{
+	switch (reason) {
+	case 0x87:	/* not authorized */
+	case 0x90:	/* topic name invalid */
+	case 0x95:	/* packet too large */
+	case 0x99:	/* payload format invalid */
+	case 0x9A:	/* retain not supported */
+	case 0x9B:	/* QoS not supported */
+		return 1;
+	default:	/* unspecified, implementation specific, quota... */
+		return 0;
+	}
+}
+
+/* An MQTT 5 reason code in words, or NULL. */
+static const char *
+reason_str(int code)
+{
+	switch (code) {
+	case 0x80: return "unspecified error";
+	case 0x81: return "malformed packet";
+	case 0x82: return "protocol error";
+	case 0x83: return "implementation specific error";
+	case 0x84: return "unsupported protocol version";
+	case 0x85: return "client identifier not valid";
+	case 0x86: return "bad user name or password";
+	case 0x87: return "not authorized";
+	case 0x88: return "server unavailable";
+	case 0x89: return "server busy";
+	case 0x8A: return "banned";
+	case 0x8B: return "server shutting down";
+	case 0x8C: return "bad authentication method";
+	case 0x8D: return "keep alive timeout";
+	case 0x8E: return "session taken over";
+	case 0x90: return "topic name invalid";
+	case 0x91: return "packet identifier in use";
+	case 0x93: return "receive maximum exceeded";
+	case 0x95: return "packet too large";
+	case 0x96: return "message rate too high";
+	case 0x97: return "quota exceeded";
+	case 0x99: return "payload format invalid";
+	case 0x9A: return "retain not supported";
+	case 0x9B: return "QoS not supported";
+	case 0x9C: return "use another server";
+	case 0x9D: return "server moved";
+	case 0x9F: return "connection rate exceeded";
+	default: return NULL;
+	}
+}
+
+#define HINT_AUTH	"check mqtt.username / password / the broker's ACL"
+#define HINT_V3		"this broker does not speak MQTT 5: set mqtt.version = 3"
+
+const char *
+mqtt_connect_cause(int version, int code, const char *text, char *buf,
+    size_t len)
+{
+	const char *s = NULL, *hint = NULL;
+
+	if (len == 0)
+		return buf;
+	if (code >= 0x80) {
+		s = reason_str(code);
+		if (code == 0x84)
+			hint = HINT_V3;
+		else if (code == 0x86 || code == 0x87)
+			hint = HINT_AUTH;
+		else if (code == 0x85)
+			hint = "check mqtt.client_id";
+		snprintf(buf, len, "broker refused the connection: %s "
+		    "(reason 0x%02x)%s%s", s ? s : "unknown reason", code,
+		    hint ? ": " : "", hint ? hint : "");
+		return buf;
+	}
+	if (code > 0) {
+		/* An MQTT 3.1.1 CONNACK return code (also what a 3.1.1-only
+		 * broker answers to an MQTT 5 CONNECT: 1). */
+		switch (code) {
+		case 1:
+			s = "unacceptable protocol version";
+			hint = version == 5 ? HINT_V3 : NULL;
+			break;
+		case 2:
+			s = "identifier rejected";
+			hint = "check mqtt.client_id";
+			break;
+		case 3:
+			s = "server unavailable";
+			break;
+		case 4:
+			s = "bad user name or password";
+			hint = HINT_AUTH;
+			break;
+		case 5:
+			s = "not authorized";
+			hint = HINT_AUTH;
+			break;
+		}
+		snprintf(buf, len, "broker refused the connection: %s "
+		    "(return code %d)%s%s", s ? s : "unknown return code", code,
+		    hint ? ": " : "", hint ? hint : "");
+		return buf;
+	}
+	/*
+	 * Paho's own failure.  1.3.12 says "TCP/TLS connect failure" when
+	 * the TCP connection (or the TLS handshake) failed, and "TCP connect
+	 * completion failure" when the socket failed after the CONNECT was
+	 * sent, before any CONNACK: the broker closed it, which is what a
+	 * 3.1.1-only broker may do to an MQTT 5 CONNECT.
+	 */
+	if (text == NULL || *text == '\0')
+		text = MQTTAsync_strerror(code);
+	if (text == NULL)
+		text = "connect failed";
+	if (strstr(text, "connect completion") != NULL)
+		snprintf(buf, len, "%s: the broker closed the connection during "
+		    "CONNECT%s", text, version == 5 ? "; if it does not speak "
+		    "MQTT 5, set mqtt.version = 3" : "");
+	else if (strstr(text, "TCP/TLS connect failure") != NULL)
+		snprintf(buf, len, "%s: connection refused or unreachable, or "
+		    "the TLS handshake failed", text);
+	else
+		snprintf(buf, len, "%s", text);
+	return buf;
+}
+
 /* --- the FIFO ----------------------------------------------------------- */
+
+static unsigned
+topic_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h & (STATE_BUCKETS - 1);
+}
+
+/* The pending (not handed to Paho) state entry for topic, or NULL. */
+static struct entry *
+state_find(struct mqtt *m, const char *topic)
+{
+	struct entry *e;
+
+	for (e = m->states[topic_hash(topic)]; e != NULL; e = e->hnext)
+		if (strcmp(e->topic, topic) == 0)
+			return e;
+	return NULL;
+}
+
+static void
+state_add(struct mqtt *m, struct entry *e)
+{
+	unsigned h = topic_hash(e->topic);
+
+	e->hnext = m->states[h];
+	m->states[h] = e;
+	e->hashed = 1;
+}
+
+static void
+state_del(struct mqtt *m, struct entry *e)
+{
+	struct entry **pp;
+
+	if (!e->hashed)
+		return;
+	for (pp = &m->states[topic_hash(e->topic)]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	e->hashed = 0;
+	e->hnext = NULL;
+}
 
 /* The entry is finished (acknowledged or dropped): forget it durably. */
 static void
@@ -364,6 +676,7 @@ entry_free(struct entry *e)
 static void
 unlink_entry(struct mqtt *m, struct entry *e)
 {
+	state_del(m, e);
 	if (m->next == e)
 		m->next = e->next;
 	if (e->prev != NULL)
@@ -392,7 +705,6 @@ static int
 drop_oldest(struct mqtt *m)
 {
 	struct entry	*e = m->next;
-	uint64_t	 now = loop_now_ms();
 
 	while (e != NULL && (e->flags & MQTT_PUB_STATE))
 		e = e->next;
@@ -401,55 +713,18 @@ drop_oldest(struct mqtt *m)
 	unlink_entry(m, e);
 	entry_done(m, e);
 	m->stats.dropped++;
-	if (now - m->last_drop_log >= 1000 || m->last_drop_log == 0) {
+	if (ratelog_ok(m, &m->rl_drop))
 		log_warnx("MQTT buffer full (%zu messages): dropped the oldest "
 		    "(%s); %llu dropped so far", m->cf->buffer_max, e->topic,
 		    (unsigned long long)m->stats.dropped);
-		m->last_drop_log = now;
-	} else {
-		/* At most one line a second; the rest is summed up later. */
-		m->drops_unlogged++;
-		if (!loop_timer_armed(m->drop_timer))
-			loop_timer_arm(m->drop_timer, 1000);
-	}
 	entry_free(e);
 	return 0;
 }
 
-static void
-drop_report(struct loop *l, struct loop_timer *t, void *arg)
-{
-	struct mqtt *m = arg;
-
-	if (m->drops_unlogged == 0)
-		return;
-	log_warnx("MQTT buffer full (%zu messages): %llu more dropped; %llu "
-	    "dropped so far", m->cf->buffer_max,
-	    (unsigned long long)m->drops_unlogged,
-	    (unsigned long long)m->stats.dropped);
-	m->drops_unlogged = 0;
-	m->last_drop_log = loop_now_ms();
-}
-
-/* In-flight entries become unsent again, in order. */
-static void
-rewind_inflight(struct mqtt *m)
-{
-	size_t n = 0;
-
-	for (struct entry *e = m->head; e != NULL && e != m->next; e = e->next)
-		if (e->inflight) {
-			e->inflight = 0;
-			e->token = 0;
-			n++;
-		}
-	m->inflight = 0;
-	m->next = m->head;
-	m->stats.resent += n;
-	m->stats.inflight = 0;
-}
-
-/* After a loss: in-flight entries are unsent again; state entries go. */
+/*
+ * After a loss: in-flight entries are unsent again, in order (resent from
+ * the oldest); state entries go (the connected callback republishes).
+ */
 static void
 rewind_fifo(struct mqtt *m)
 {
@@ -477,14 +752,15 @@ rewind_fifo(struct mqtt *m)
 
 /*
  * Appends a message to the FIFO (sid: its spool id, or 0 to spool it now
- * when a spool is set and it is not a state message).  0 or -1.
+ * when a spool is set and it is not a state message).  A state message
+ * replaces the pending one of its topic, if any.  0 or -1.
  */
 static int
 enqueue(struct mqtt *m, const char *topic, const void *payload,
     size_t len, int qos, int flags, const void *corr, size_t corr_len,
     uint64_t sid)
 {
-	struct entry	*e;
+	struct entry	*e, *old;
 	size_t		 tlen = strlen(topic) + 1;
 
 	if (corr == NULL)
@@ -512,6 +788,14 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 		sid = spool_append(m->spool, topic, payload, len, qos, flags);
 	if ((e->sid = sid) != 0)
 		m->spooled_bytes += len + strlen(topic);
+	if ((flags & MQTT_PUB_STATE) && (old = state_find(m, topic)) != NULL) {
+		/* Coalesce: the newer state goes to the tail, behind whatever
+		 * was queued since the older one. */
+		unlink_entry(m, old);
+		entry_done(m, old);
+		entry_free(old);
+		m->stats.coalesced++;
+	}
 	/* The bound counts events and results, not current-state messages. */
 	while (!(flags & MQTT_PUB_STATE) &&
 	    m->count - m->nstate >= m->cf->buffer_max)
@@ -526,8 +810,10 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 	if (m->next == NULL)
 		m->next = e;
 	m->count++;
-	if (flags & MQTT_PUB_STATE)
+	if (flags & MQTT_PUB_STATE) {
 		m->nstate++;
+		state_add(m, e);
+	}
 	m->stats.queued++;
 	m->stats.buffered = m->count;
 	pump(m);
@@ -617,8 +903,8 @@ flow_check(struct mqtt *m)
 static void
 pump(struct mqtt *m)
 {
-	while (m->connected && m->next != NULL &&
-	    m->inflight < m->cf->inflight_max) {
+	while (m->connected && !m->holding && m->next != NULL &&
+	    m->inflight < m->window) {
 		struct entry		*e = m->next;
 		MQTTAsync_message	 pm = MQTTAsync_message_initializer;
 		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
@@ -629,7 +915,7 @@ pump(struct mqtt *m)
 		pm.payloadlen = (int)e->len;
 		pm.qos = e->qos;
 		pm.retained = (e->flags & MQTT_PUB_RETAIN) != 0;
-		ro.context = m;
+		ro.context = m->conn;
 		if (m->cf->mqtt_version == 5) {
 			ro.onSuccess5 = cb_pub_ok5;
 			ro.onFailure5 = cb_pub_fail5;
@@ -663,6 +949,7 @@ pump(struct mqtt *m)
 			entry_free(e);
 			continue;
 		}
+		state_del(m, e);	/* no longer pending: not coalesced */
 		e->token = ro.token;
 		e->inflight = 1;
 		m->inflight++;
@@ -671,42 +958,125 @@ pump(struct mqtt *m)
 	}
 }
 
+/*
+ * The end of a hold (transient refusal): once the backoff elapsed and
+ * nothing else is in flight, the refused entries, which are all that is
+ * left before `next', are sent again first.
+ */
+static void
+hold_release(struct mqtt *m)
+{
+	struct entry *e, *nx;
+
+	if (!m->holding || !m->hold_due || m->inflight > 0)
+		return;
+	m->holding = 0;
+	m->hold_due = 0;
+	for (e = m->head; e != NULL && e != m->next; e = nx) {
+		nx = e->next;
+		/* A state refused for now, replaced meanwhile: stale. */
+		if ((e->flags & MQTT_PUB_STATE) && state_find(m, e->topic)) {
+			unlink_entry(m, e);
+			entry_free(e);
+			m->stats.coalesced++;
+		} else if (e->flags & MQTT_PUB_STATE)
+			state_add(m, e);
+	}
+	m->next = m->head;
+	pump(m);
+	flow_check(m);
+}
+
+static void
+hold_timer_cb(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct mqtt *m = arg;
+
+	m->hold_due = 1;
+	hold_release(m);
+}
+
+/* A client-side failure on the current connection: start a fresh one. */
+static void	on_lost(struct mqtt *, const char *, int);
+
 static void
 on_ack(struct mqtt *m, int token, int ok, int code)
 {
 	struct entry	*e;
+	uint32_t	 delay;
 
 	for (e = m->head; e != NULL && e != m->next; e = e->next)
 		if (e->inflight && e->token == token)
 			break;
 	if (e == NULL || e == m->next)
-		return;		/* stale: from before a reconnect */
-	if (!ok && code > 0) {
-		/* The broker refused it (MQTT 5 reason code): final. */
-		log_warnx("mqtt: broker refused publish to %s (reason 0x%02x); "
-		    "dropped", e->topic, code);
+		return;		/* stale */
+	if (!ok && code >= 0x80 && mqtt_refusal_permanent(code)) {
+		/* The broker will never take it: drop it, counted. */
 		unlink_entry(m, e);
 		entry_done(m, e);
-		m->stats.dropped++;
+		m->stats.refused++;
+		if (ratelog_ok(m, &m->rl_refused)) {
+			const char *s = reason_str(code);
+			log_warnx("mqtt: broker refused publish to %s: %s "
+			    "(reason 0x%02x); dropped; %llu refused so far",
+			    e->topic, s ? s : "?", code,
+			    (unsigned long long)m->stats.refused);
+		}
 		entry_free(e);
+		hold_release(m);
+		if (m->full)
+			flow_check(m);
+		return;
+	}
+	if (!ok && code >= 0x80) {
+		/*
+		 * Refused for now (quota, busy...): it stays where it is, no
+		 * new message is handed to Paho, and after a jittered backoff
+		 * (and once the rest of the window is answered) it goes again
+		 * first.  Messages already in flight behind it may still get
+		 * through before it.
+		 */
+		const char *s = reason_str(code);
+
+		e->inflight = 0;
+		e->token = 0;
+		m->inflight--;
+		m->stats.inflight = m->inflight;
+		m->stats.resent++;
+		if (!m->holding) {
+			m->holding = 1;
+			m->hold_due = 0;
+			delay = backoff_next(&m->rbo);
+			loop_timer_arm(m->hold_timer, delay);
+			if (ratelog_ok(m, &m->rl_retry))
+				log_warnx("mqtt: broker refused publish to %s "
+				    "for now: %s (reason 0x%02x); retrying in "
+				    "%u ms", e->topic, s ? s : "?", code, delay);
+		} else if (ratelog_ok(m, &m->rl_retry))
+			log_warnx("mqtt: broker refused publish to %s for now: "
+			    "%s (reason 0x%02x)", e->topic, s ? s : "?", code);
 		return;
 	}
 	if (!ok) {
 		/*
-		 * A client-side failure: Paho released the token, so the
-		 * entry is no longer in flight.  Everything in flight is sent
-		 * again from the oldest (duplicates, as QoS 1 allows), which
-		 * keeps the order and the window's bookkeeping simple.
+		 * A client-side failure: Paho released the token, but may
+		 * still hold later messages.  Only a fresh connection puts
+		 * everything back in order: drop this one.
 		 */
-		log_warnx("mqtt: publish to %s failed (%s); resending",
+		char why[256];
+
+		snprintf(why, sizeof(why), "publish to %s failed (%s)",
 		    e->topic, MQTTAsync_strerror(code));
-		rewind_inflight(m);
+		on_lost(m, why, 0);
 		return;
 	}
 	unlink_entry(m, e);
 	entry_done(m, e);
 	m->stats.published++;
 	entry_free(e);
+	if (!m->holding)
+		backoff_reset(&m->rbo);
+	hold_release(m);
 	if (m->full)
 		flow_check(m);
 }
@@ -750,6 +1120,58 @@ set_nodelay_all(void)
 	log_debug("mqtt: TCP_NODELAY set on %d socket(s)", n);
 }
 
+/*
+ * Replaces the Paho client by a fresh one (next generation), then destroys
+ * the old one with whatever it still held; a connected old client sends a
+ * normal DISCONNECT (no Last Will).  0, or -1 (logged) when the new one
+ * could not be created: m->cli is then NULL and start_connect() tries
+ * again.
+ */
+static int
+client_renew(struct mqtt *m)
+{
+	MQTTAsync_createOptions	 co = MQTTAsync_createOptions_initializer;
+	const struct config	*cf = m->cf;
+	MQTTAsync		 cli = NULL, old = m->cli;
+	struct conn		*c, *oldc = m->conn;
+	int			 rc, ret = -1;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("mqtt: client");
+		goto done;
+	}
+	c->m = m;
+	c->gen = m->gen + 1;
+	co.MQTTVersion = cf->mqtt_version == 5 ? MQTTVERSION_5 :
+	    MQTTVERSION_3_1_1;
+	co.sendWhileDisconnected = 0;
+	co.maxBufferedMessages = (int)cf->inflight_max + 16;
+	rc = MQTTAsync_createWithOptions(&cli, cf->uris[0], cf->client_id,
+	    MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warnx("mqtt: create client: %s", MQTTAsync_strerror(rc));
+		free(c);
+		goto done;
+	}
+	rc = MQTTAsync_setCallbacks(cli, c, cb_lost, cb_arrived, NULL);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warnx("mqtt: set callbacks: %s", MQTTAsync_strerror(rc));
+		MQTTAsync_destroy(&cli);
+		free(c);
+		goto done;
+	}
+	ret = 0;
+done:
+	/* Even when no new one exists: the old one must not keep anything. */
+	m->gen++;
+	m->cli = cli;
+	m->conn = ret == 0 ? c : NULL;
+	if (old != NULL)
+		MQTTAsync_destroy(&old);
+	free(oldc);
+	return ret;
+}
+
 static void
 reconnect_timer(struct loop *l, struct loop_timer *t, void *arg)
 {
@@ -775,25 +1197,37 @@ start_connect(struct mqtt *m)
 	MQTTAsync_connectOptions	 co5 = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_willOptions		 wo = MQTTAsync_willOptions_initializer;
 	MQTTAsync_SSLOptions		 so = MQTTAsync_SSLOptions_initializer;
+	MQTTProperties			 props = MQTTProperties_initializer;
+	MQTTProperty			 prop;
 	const struct config		*cf = m->cf;
 	MQTTAsync_connectOptions	*o;
 	int				 rc;
 
 	if (m->stopping || m->connecting || m->connected)
 		return;
+	if (m->cli == NULL && client_renew(m) == -1) {
+		schedule_connect(m);
+		return;
+	}
 	if (cf->mqtt_version == 5) {
 		o = &co5;
 		o->cleanstart = 1;
 		o->onSuccess5 = cb_conn_ok5;
 		o->onFailure5 = cb_conn_fail5;
+		/* A compliant broker never sends us more than this. */
+		memset(&prop, 0, sizeof(prop));
+		prop.identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE;
+		prop.value.integer4 = MQTT_MAX_PACKET_IN;
+		MQTTProperties_add(&props, &prop);
+		o->connectProperties = &props;
 	} else {
 		o = &co;
 		o->cleansession = 1;
 		o->onSuccess = cb_conn_ok;
 		o->onFailure = cb_conn_fail;
 	}
-	o->context = m;
-	o->keepAliveInterval = cf->keepalive_s;
+	o->context = m->conn;
+	o->keepAliveInterval = m->keepalive;
 	o->connectTimeout = 10;
 	o->automaticReconnect = 0;
 	o->maxInflight = (int)cf->inflight_max + 16;
@@ -824,9 +1258,12 @@ start_connect(struct mqtt *m)
 		}
 	}
 	m->connecting = 1;
-	if ((rc = MQTTAsync_connect(m->cli, o)) != MQTTASYNC_SUCCESS) {
+	rc = MQTTAsync_connect(m->cli, o);
+	MQTTProperties_free(&props);	/* Paho keeps a copy */
+	if (rc != MQTTASYNC_SUCCESS) {
 		m->connecting = 0;
 		log_warnx("mqtt: connect: %s", MQTTAsync_strerror(rc));
+		client_renew(m);
 		schedule_connect(m);
 	}
 }
@@ -837,35 +1274,88 @@ do_subscribe(struct mqtt *m, struct sub *s)
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	int rc;
 
-	ro.context = s;
+	ro.context = m->conn;
 	if (m->cf->mqtt_version == 5) {
-		if (s->no_retained) {
+		if (s->flags & MQTT_SUB_NO_RETAINED) {
 			/* Never send retained ones, and keep the retain flag
 			 * of live ones so that they can be refused. */
 			ro.subscribeOptions.retainHandling = 2;
 			ro.subscribeOptions.retainAsPublished = 1;
 		}
+		if (s->flags & MQTT_SUB_NO_LOCAL)
+			ro.subscribeOptions.noLocal = 1;
 		ro.onSuccess5 = cb_sub_ok5;
 		ro.onFailure5 = cb_sub_fail5;
 	} else {
 		ro.onSuccess = cb_sub_ok;
 		ro.onFailure = cb_sub_fail;
 	}
+	s->token = 0;
 	rc = MQTTAsync_subscribe(m->cli, s->filter, s->qos, &ro);
 	if (rc != MQTTASYNC_SUCCESS)
 		log_warnx("mqtt: subscribe %s: %s", s->filter,
 		    MQTTAsync_strerror(rc));
+	else
+		s->token = ro.token;
 }
 
 static void
-on_connected(struct mqtt *m)
+on_suback(struct mqtt *m, int token, int ok)
+{
+	struct sub *s;
+
+	for (s = m->subs; s != NULL; s = s->next)
+		if (s->token != 0 && s->token == token)
+			break;
+	if (s == NULL)
+		return;
+	s->token = 0;
+	if (!ok)
+		log_warnx("mqtt: subscription to %s refused", s->filter);
+	else
+		log_debug("mqtt: subscribed to %s", s->filter);
+	if (m->cb.subscribed != NULL && !m->stopping)
+		m->cb.subscribed(m, s->filter, ok, m->arg);
+}
+
+static void
+on_connected(struct mqtt *m, int server_keepalive, int recvmax)
 {
 	struct sub	*s;
 
 	m->connecting = 0;
+	if (server_keepalive > 0 && (m->keepalive == 0 ||
+	    server_keepalive < m->keepalive)) {
+		/*
+		 * Paho keeps the keepalive it connected with, and the broker
+		 * cuts a client silent for 1.5 times its own: this connection
+		 * cannot comply.  Not counted as a connection: drop it (a
+		 * normal DISCONNECT, no Last Will) and connect again at once.
+		 */
+		log_info("mqtt: broker requires keepalive %d s (configured "
+		    "%d s); reconnecting with it", server_keepalive,
+		    m->keepalive);
+		m->keepalive = server_keepalive;
+		client_renew(m);
+		loop_timer_arm(m->timer, 0);
+		return;
+	}
+	/*
+	 * Past the broker's Receive Maximum Paho would queue our publishes
+	 * itself: keep the window within it, so that what is handed to Paho
+	 * is on the wire.
+	 */
+	m->window = m->cf->inflight_max;
+	if (recvmax > 0 && (size_t)recvmax < m->window) {
+		m->window = (size_t)recvmax;
+		log_debug("mqtt: broker's Receive Maximum %d: window %zu",
+		    recvmax, m->window);
+	}
 	m->connected = 1;
 	m->stats.connects++;
 	backoff_reset(&m->bo);
+	m->cause[0] = '\0';
+	m->cause_repeats = 0;
 	log_info("mqtt: connected to %s", m->cf->uris[0]);
 	if (m->cf->tcp_nodelay)
 		set_nodelay_all();
@@ -877,6 +1367,39 @@ on_connected(struct mqtt *m)
 	flow_check(m);
 }
 
+/*
+ * A connect attempt failed: its cause, in words, at info level; the same
+ * cause again is logged at most once a minute, with a count.
+ */
+static void
+log_connect_failure(struct mqtt *m, int code, const char *text)
+{
+	char		 cause[sizeof(m->cause)];
+	uint64_t	 now = loop_now_ms();
+
+	mqtt_connect_cause(m->cf->mqtt_version, code, text, cause,
+	    sizeof(cause));
+	if (strcmp(cause, m->cause) == 0 && now - m->cause_ms < 60000) {
+		m->cause_repeats++;
+		return;
+	}
+	if (strcmp(cause, m->cause) == 0 && m->cause_repeats > 0)
+		log_info("mqtt: cannot connect to %s: %s (%llu more time(s) "
+		    "since the last report)", m->cf->uris[0], cause,
+		    (unsigned long long)m->cause_repeats);
+	else
+		log_info("mqtt: cannot connect to %s: %s", m->cf->uris[0],
+		    cause);
+	snprintf(m->cause, sizeof(m->cause), "%s", cause);
+	m->cause_ms = now;
+	m->cause_repeats = 0;
+}
+
+/*
+ * The connection is gone (why), or an attempt failed (attempt; code as
+ * reported by Paho): a fresh client, the FIFO rewound, a reconnect
+ * scheduled.
+ */
 static void
 on_lost(struct mqtt *m, const char *why, int attempt)
 {
@@ -887,9 +1410,10 @@ on_lost(struct mqtt *m, const char *why, int attempt)
 	if (was)
 		log_warnx("mqtt: connection lost: %s; %zu message(s) buffered",
 		    why ? why : "?", m->count);
-	else if (m->stats.connects == 0 || log_getverbose() > 0)
-		log_warnx("mqtt: cannot connect to %s: %s", m->cf->uris[0],
-		    why ? why : "?");
+	m->holding = 0;
+	m->hold_due = 0;
+	loop_timer_disarm(m->hold_timer);
+	client_renew(m);
 	rewind_fifo(m);
 	flow_check(m);
 	if (m->cb.lost != NULL && (was || attempt))
@@ -902,28 +1426,39 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 {
 	struct mqtt	*m = arg;
 	struct mev	*e, *nx;
-	uint64_t	 v;
+	uint64_t	 v, dropped;
 
 	(void)!read(m->efd, &v, sizeof(v));
 	pthread_mutex_lock(&m->lock);
 	e = m->evq;
 	m->evq = m->evq_tail = NULL;
 	m->evq_msgs = 0;
-	if (m->evq_dropped > 0) {
-		m->stats.received_dropped += m->evq_dropped;
-		log_warnx("mqtt: %llu received message(s) dropped: the event "
-		    "queue was full", (unsigned long long)m->evq_dropped);
-		m->evq_dropped = 0;
-	}
+	m->evq_bytes = 0;
+	dropped = m->evq_dropped;
+	m->evq_dropped = 0;
 	pthread_mutex_unlock(&m->lock);
+	if (dropped > 0) {
+		m->stats.received_dropped += dropped;
+		if (ratelog_ok(m, &m->rl_indrop))
+			log_warnx("mqtt: %llu received message(s) dropped: "
+			    "the event queue was full (%d messages, %d bytes); "
+			    "%llu dropped so far", (unsigned long long)dropped,
+			    EVQ_MSGS_MAX, EVQ_BYTES_MAX,
+			    (unsigned long long)m->stats.received_dropped);
+	}
 	for (; e != NULL; e = nx) {
 		nx = e->next;
+		/* Messages are data whatever client brought them; the rest
+		 * of an older client is stale. */
+		if (e->type != MEV_MESSAGE && e->gen != m->gen)
+			goto next;
 		switch (e->type) {
 		case MEV_CONNECTED:
 			if (!m->stopping)
-				on_connected(m);
+				on_connected(m, e->keepalive, e->recvmax);
 			break;
 		case MEV_CONNECT_FAILED:
+			log_connect_failure(m, e->code, e->text);
 			on_lost(m, e->text ? e->text : "connect failed", 1);
 			break;
 		case MEV_LOST:
@@ -947,17 +1482,10 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 			m->disconnected = 1;
 			break;
 		case MEV_SUBACK:
-			if (!e->code)
-				log_warnx("mqtt: subscription to %s refused",
-				    e->sub->filter);
-			else
-				log_debug("mqtt: subscribed to %s",
-				    e->sub->filter);
-			if (m->cb.subscribed != NULL && !m->stopping)
-				m->cb.subscribed(m, e->sub->filter, e->code,
-				    m->arg);
+			on_suback(m, e->token, e->code);
 			break;
 		}
+next:
 		free(e->text);
 		free(e);
 	}
@@ -971,9 +1499,7 @@ struct mqtt *
 mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
     const char *will_payload, const struct mqtt_callbacks *cb, void *arg)
 {
-	MQTTAsync_createOptions	 co = MQTTAsync_createOptions_initializer;
 	struct mqtt		*m;
-	int			 rc;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		log_warn("mqtt_new");
@@ -984,9 +1510,14 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	m->cb = *cb;
 	m->arg = arg;
 	m->efd = -1;
+	m->keepalive = cf->keepalive_s;
+	m->window = cf->inflight_max;
 	pthread_mutex_init(&m->lock, NULL);
 	backoff_init(&m->bo, cf->backoff_min_ms, cf->backoff_max_ms,
 	    (uint64_t)loop_wall_us() ^ (uint64_t)getpid());
+	/* Transient refusals: from 100 ms to 10 s. */
+	backoff_init(&m->rbo, 100, 10000,
+	    ((uint64_t)loop_wall_us() ^ (uint64_t)getpid()) * 3 + 1);
 	if (will_topic != NULL &&
 	    ((m->will_topic = strdup(will_topic)) == NULL ||
 	    (m->will_payload = strdup(will_payload)) == NULL))
@@ -996,7 +1527,8 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 		goto fail;
 	}
 	if ((m->timer = loop_timer_new(loop, reconnect_timer, m)) == NULL ||
-	    (m->drop_timer = loop_timer_new(loop, drop_report, m)) == NULL ||
+	    (m->drop_timer = loop_timer_new(loop, ratelog_report, m)) == NULL ||
+	    (m->hold_timer = loop_timer_new(loop, hold_timer_cb, m)) == NULL ||
 	    loop_fd_add(loop, m->efd, EPOLLIN, drain, m) == -1)
 		goto fail;
 	/* Backpressure from a few windows' worth, well below the bound. */
@@ -1005,22 +1537,9 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 		m->high_water = 1024;
 	if (m->high_water > cf->buffer_max / 2)
 		m->high_water = cf->buffer_max / 2 > 0 ? cf->buffer_max / 2 : 1;
-	co.MQTTVersion = cf->mqtt_version == 5 ? MQTTVERSION_5 :
-	    MQTTVERSION_3_1_1;
-	co.sendWhileDisconnected = 0;
-	co.maxBufferedMessages = (int)cf->inflight_max + 16;
-	rc = MQTTAsync_createWithOptions(&m->cli, cf->uris[0], cf->client_id,
-	    MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
-	if (rc != MQTTASYNC_SUCCESS) {
-		log_warnx("mqtt: create client: %s", MQTTAsync_strerror(rc));
-		m->cli = NULL;
+	/* The first client now: a bad URI or client id fails here. */
+	if (client_renew(m) == -1)
 		goto fail;
-	}
-	rc = MQTTAsync_setCallbacks(m->cli, m, cb_lost, cb_arrived, NULL);
-	if (rc != MQTTASYNC_SUCCESS) {
-		log_warnx("mqtt: set callbacks: %s", MQTTAsync_strerror(rc));
-		goto fail;
-	}
 	return m;
 fail:
 	mqtt_free(m);
@@ -1038,14 +1557,17 @@ mqtt_free(struct mqtt *m)
 		return;
 	m->stopping = 1;
 	if (m->cli != NULL)
-		MQTTAsync_destroy(&m->cli);	/* joins nothing; stops callbacks */
+		MQTTAsync_destroy(&m->cli);	/* no callback runs after it */
+	free(m->conn);
+	m->conn = NULL;
 	if (m->efd != -1) {
 		loop_fd_del(m->loop, m->efd);
 		close(m->efd);
 	}
 	loop_timer_free(m->timer);
+	loop_timer_free(m->hold_timer);
 	if (m->drop_timer != NULL)
-		drop_report(m->loop, m->drop_timer, m);
+		ratelog_report(m->loop, m->drop_timer, m);
 	loop_timer_free(m->drop_timer);
 	for (e = m->head; e != NULL; e = en) {
 		en = e->next;
@@ -1075,7 +1597,7 @@ mqtt_start(struct mqtt *m)
 }
 
 int
-mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int no_retained)
+mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int flags)
 {
 	struct sub	*s;
 
@@ -1085,9 +1607,8 @@ mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int no_retained)
 		log_warnx("mqtt: out of memory");
 		return -1;
 	}
-	s->m = m;
 	s->qos = qos;
-	s->no_retained = no_retained;
+	s->flags = flags;
 	s->next = m->subs;
 	m->subs = s;
 	if (m->connected)
@@ -1131,11 +1652,12 @@ mqtt_shutdown(struct mqtt *m, const char *topic, const char *payload,
 		    m->count);
 	m->stopping = 1;
 	loop_timer_disarm(m->timer);
+	loop_timer_disarm(m->hold_timer);
 	if (m->connected) {
 		MQTTAsync_disconnectOptions do_ =
 		    MQTTAsync_disconnectOptions_initializer;
 		do_.timeout = 1000;
-		do_.context = m;
+		do_.context = m->conn;
 		if (m->cf->mqtt_version == 5) {
 			do_.onSuccess5 = cb_disc_ok5;
 			do_.onFailure5 = cb_disc_fail5;
