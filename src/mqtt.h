@@ -145,9 +145,6 @@ int		 mqtt_publish_corr(struct mqtt *, const char *topic,
  * MQTT_SUB_NO_LOCAL asks it not to send back our own publishes.  Both are
  * ignored under MQTT 3.1.1.  0, or -1 when out of memory.
  */
-#define MQTT_SUB_RETAINED	0x00	/* retained messages wanted */
-#define MQTT_SUB_NO_RETAINED	0x01	/* no_retained as above */
-#define MQTT_SUB_NO_LOCAL	0x02	/* MQTT 5: not our own publishes */
 int		 mqtt_subscribe(struct mqtt *, const char *filter, int qos,
 		    int flags);
 

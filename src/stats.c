@@ -141,6 +141,8 @@ stats_publish(const struct stats_src *src)
 	add_u64(tot, "vms_ready", ready);
 	add_u64(tot, "input_buffered", env->in_buffered);
 	add_u64(tot, "mqtt_in_dropped", ms->received_dropped);
+	add_u64(tot, "mqtt_refused", ms->refused);
+	add_u64(tot, "mqtt_coalesced", ms->coalesced);
 	add_u64(tot, "clashes", env->clashes);
 	cmd = json_object_new_object();
 	by = json_object_new_object();
