@@ -145,8 +145,9 @@ clean:
 # serves with http_dir.
 WEB_SRC = web/index.html web/fleet.css web/fleet.js
 web: web/dist/index.html
-web/dist/index.html: $(WEB_SRC) web/package.json web/package-lock.json
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
+web/dist/index.html: $(WEB_SRC) web/node_modules/.package-lock.json
 	@mkdir -p web/dist
 	cp web/node_modules/mqtt/dist/mqtt.min.js $(WEB_SRC) web/dist/
 .PHONY: web

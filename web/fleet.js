@@ -22,6 +22,13 @@
   var BASE = (params.get('base') || 'qmp2mqtt').replace(/^\/+|\/+$/g, '');
   var TAKEOVER = params.get('takeover') !== '0';
   var BROKER = params.get('broker') || defaultBroker();
+  /* ?stats=0: everything but bridge/stats.  A bridge's stats carry about
+   * 130 bytes per VM, and mosquitto 2.0's websockets listener sends a
+   * 130 KB message in 1 to 3 s, holding back every message behind it. */
+  var STATS = params.get('stats') !== '0';
+  var FILTERS = STATS ? [BASE + '/#'] :
+    ['/+/bridge/state', '/+/+/state', '/+/+/availability', '/+/+/event/+',
+     '/+/+/result/+'].map(function (f) { return BASE + f; });
 
   function defaultBroker() {
     if (location.protocol !== 'http:' && location.protocol !== 'https:')
@@ -105,7 +112,10 @@
 
   /* ------------------------------------------------------------ messages */
 
+  var received = 0, arrivals = {};
   function onMessage(topic, payload, packet) {
+    received++;
+    if (params.get('debug')) arrivals[topic] = performance.now();
     if (topic.indexOf(BASE + '/') !== 0) return;
     var parts = topic.slice(BASE.length + 1).split('/');
     if (parts.length < 3) return;
@@ -445,7 +455,7 @@
 
     var act = '';
     if (TAKEOVER && av.ok && inColo(mode))
-      act += '<button type="button" class="btn danger tk"' +
+      act += '<button type="button" class="btn tk"' +
         (v.tk && v.tk.status === 'pending' ? ' disabled' : '') + '>Take over</button>';
     if (v.tk)
       act += '<span class="sub tkres ' + v.tk.status + '">' + esc(v.tk.text) + '</span>';
@@ -639,8 +649,8 @@
     setConn('connecting', 'connecting…');
     client = mqtt.connect(BROKER, opts);
     client.on('connect', function () {
-      client.subscribe(BASE + '/#', { qos: 1 }, function (err) {
-        if (err) banner('Subscribing to ' + BASE + '/# failed: ' + err.message);
+      client.subscribe(FILTERS, { qos: 1 }, function (err) {
+        if (err) banner('Subscribing to ' + FILTERS.join(', ') + ' failed: ' + err.message);
       });
       setConn('online', 'live');
       if (lostAt) {
@@ -687,6 +697,8 @@
       hosts.forEach(function (h) { n += h.vms.size; });
       return n;
     },
-    rows: function () { return rows.length; }
+    rows: function () { return rows.length; },
+    received: function () { return received; },
+    arrived: function (topic) { return arrivals[topic]; }
   };
 })();
