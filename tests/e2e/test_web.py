@@ -167,6 +167,12 @@ class Browser:
         h.log("screenshot %s" % path)
         return path
 
+    def check_no_page_errors(self):
+        """No uncaught exception in any page (drive.mjs logs them)."""
+        errs = [ln for ln in self.proc.log_text().splitlines()
+                if "PAGE ERROR" in ln]
+        check(not errs, "errors in the page:\n" + "\n".join(errs[:20]))
+
     def close(self):
         if self.proc.alive():
             try:
@@ -413,6 +419,7 @@ def test_live_page(ctx):
     b.wait("document.body.dataset.conn === 'online' && document."
            "getElementById('banner').innerText.includes('Reconnected')",
            20, "reconnected")
+    b.check_no_page_errors()
 
 
 def test_qemu_failover(ctx):
@@ -442,6 +449,7 @@ def test_qemu_failover(ctx):
            " && document.getElementById('log').innerText.includes("
            "'COLO exit')", 5, "pri's exit in the event log")
     b.screenshot("failover")
+    b.check_no_page_errors()
 
 
 class ShmSim(h.Sim):
@@ -510,6 +518,7 @@ def test_thousand_vms(ctx):
           " return true; })()")
     b.wait(vm_ready("vm500", mode="none") + " && document.querySelectorAll("
            "'.row.vm').length === 1", 10, "the filter shows vm500 only")
+    b.check_no_page_errors()
 
 
 if __name__ == "__main__":
