@@ -139,3 +139,15 @@ clean:
 
 .PHONY: all units deps test check run install clean fuzz fuzz-build
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The live fleet page (web/README.md): the page's files and the browser build
+# of mqtt.js (npm, web/package-lock.json) into web/dist, which mosquitto
+# serves with http_dir.
+WEB_SRC = web/index.html web/fleet.css web/fleet.js
+web: web/dist/index.html
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+web/dist/index.html: $(WEB_SRC) web/node_modules/.package-lock.json
+	@mkdir -p web/dist
+	cp web/node_modules/mqtt/dist/mqtt.min.js $(WEB_SRC) web/dist/
+.PHONY: web

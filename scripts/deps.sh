@@ -6,6 +6,11 @@ set -eu
 PKGS="gcc make pkg-config libpaho-mqtt-dev libjson-c-dev libconfig-dev
 libcmocka-dev libssl-dev mosquitto mosquitto-clients qemu-system-x86
 python3 python3-paho-mqtt procps valgrind"
+# The fleet page's browser test (tests/e2e/test_web.py): Debian's chromium,
+# and node/npm unless an npm is there already (a nodesource nodejs ships
+# its own and conflicts with Debian's npm package).
+PKGS="$PKGS chromium"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 [ -n "${EXTRA_PKGS:-}" ] && PKGS="$PKGS $EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
