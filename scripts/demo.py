@@ -2,7 +2,8 @@
 """Live demo of qmp2mqtt (what `make run` runs).
 
 Starts, all private to one temp directory and nothing configured on the
-machine: a mosquitto on a free loopback port, two real QEMU COLO pairs
+machine: a mosquitto on a free loopback port (with a websockets listener
+serving the live fleet page of web/dist when `make web` built it), two real QEMU COLO pairs
 (TCG, -machine none, no disk, no guest; each VM with a second QMP socket
 for the bridge), a bridge configuration (host "demo", VMs pair1-pri,
 pair1-sec, pair2-pri, pair2-sec, remote takeover enabled with an HMAC key
@@ -273,7 +274,16 @@ class Demo:
             raise Failed("python3-paho-mqtt is not available to %s (run the "
                          "demo with Debian's /usr/bin/python3; `make run` "
                          "installs the package)" % sys.executable)
-        self.broker = h.Mosquitto(self.ctx)
+        # The fleet page (web/, built by `make web`) from mosquitto itself:
+        # a websockets listener with http_dir beside the plain one.
+        self.web_port = None
+        webdir = os.path.join(ROOT, "web", "dist")
+        extra = ""
+        if os.path.exists(os.path.join(webdir, "index.html")):
+            self.web_port = h.free_port()
+            extra = ("listener %d 127.0.0.1\nprotocol websockets\n"
+                     "http_dir %s\n" % (self.web_port, webdir))
+        self.broker = h.Mosquitto(self.ctx, extra=extra)
         for p in ("pair1", "pair2"):
             self.pairs[p] = h.QemuPair(self.ctx, name=p)
         self.keyfile = os.path.join(self.ctx.dir, "takeover.key")
@@ -319,6 +329,11 @@ class Demo:
             "Watch the bridge's messages yourself, from another terminal:",
             "    mosquitto_sub -h 127.0.0.1 -p %d -t '%s/#' -v"
             % (self.broker.port, BASE),
+            ("The live fleet page, served by the broker (open it in a "
+             "browser on this machine):" if self.web_port else
+             "The fleet page was not built (make web): no page served."),
+            ("    http://127.0.0.1:%d/" % self.web_port if self.web_port
+             else ""),
             "Ask the bridge for a remote takeover, or read a VM's state:",
             "    %s -c %s takeover %s pair1-sec --wait %d"
             % (ctl, self.conf, HOST, CTL_WAIT_S),
