@@ -68,6 +68,7 @@ struct qmp {
 	uint32_t		 evmask;
 	int			 paused;
 	int			 failing;	/* drop after the current feed */
+	int			 quiesced;	/* qmp_quiesce(): no more I/O */
 	int			 attempts;
 	size_t			 buffered;	/* our share of *total_buffered */
 	struct loop_timer	*timer;
@@ -296,7 +297,7 @@ set_events(struct qmp *q)
 {
 	uint32_t ev = 0;
 
-	if (q->fd == -1)
+	if (q->fd == -1 || q->quiesced)
 		return;
 	if (q->st == Q_CONNECTING || q->wlen > q->woff)
 		ev |= EPOLLOUT;
@@ -548,7 +549,7 @@ int
 qmp_command(struct qmp *q, const char *cmd, json_object *args,
     qmp_reply_cb cb, void *arg)
 {
-	if (q->st != Q_READY || q->failing) {
+	if (q->st != Q_READY || q->failing || q->quiesced) {
 		json_object_put(args);
 		return -1;
 	}
@@ -818,6 +819,19 @@ do_read(struct qmp *q, int force)
 	}
 }
 
+void
+qmp_quiesce(struct qmp *q)
+{
+	if (q->fd != -1 && q->st != Q_CONNECTING && !q->failing)
+		do_read(q, 1);
+	q->paused = 1;
+	q->quiesced = 1;
+	loop_timer_disarm(q->timer);	/* no reconnect, no deadline */
+	gate_leave(q);
+	if (q->fd != -1)
+		loop_fd_del(q->loop, q->fd);	/* not even EPOLLHUP */
+}
+
 static void
 qmp_io(struct loop *l, int fd, uint32_t events, void *arg)
 {
@@ -863,6 +877,8 @@ qmp_timer(struct loop *l, struct loop_timer *t, void *arg)
 	struct qmp	*q = arg;
 	uint64_t	 now;
 
+	if (q->quiesced)
+		return;
 	switch (q->st) {
 	case Q_BACKOFF:
 		qmp_connect(q);

@@ -123,6 +123,13 @@ enum qmp_liveness qmp_liveness(const struct qmp *);
 const char	*qmp_liveness_name(enum qmp_liveness); /* "alive", ... */
 const char	*qmp_name(const struct qmp *);
 const struct qmp_stats *qmp_stats(const struct qmp *);
+/*
+ * Shutdown: processes what QEMU already wrote to the socket (bounded:
+ * about 1 MiB; events are delivered to the callbacks as usual), then
+ * stops reading for good.  What QEMU emits afterwards is not read (QEMU
+ * drops events without a client; the next start reconciles exits).
+ */
+void		 qmp_quiesce(struct qmp *);
 /* Stops/starts reading input (backpressure); events stay queued in the kernel. */
 void		 qmp_pause(struct qmp *, int paused);
 /*
