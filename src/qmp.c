@@ -33,6 +33,7 @@
 #define QMP_READ_CHUNK	65536
 #define QMP_READS_MAX	16		/* reads per wakeup, for fairness */
 #define QMP_WBUF_MAX	(256 * 1024)	/* queued output limit */
+#define QMP_EARLY_MAX	1024		/* events held during negotiation */
 
 enum qstate {
 	Q_IDLE, Q_BACKOFF, Q_CONNECTING, Q_GREETING, Q_NEGOTIATING, Q_READY
@@ -80,6 +81,9 @@ struct qmp {
 
 	uint64_t		 next_id;
 	struct pending		*phead, *ptail;
+	/* Events that arrived while NEGOTIATING, delivered once READY. */
+	json_object		**early;
+	size_t			 nearly;
 	enum qmp_liveness	 live;
 	int			 gone;		/* this attempt proved QMP_GONE */
 	struct sockaddr_storage	 peer;		/* address of the attempt */
@@ -135,9 +139,21 @@ fail_pending(struct qmp *q)
 	}
 }
 
+/* Forgets the events held during negotiation (the connection is gone). */
+static void
+early_clear(struct qmp *q)
+{
+	for (size_t i = 0; i < q->nearly; i++)
+		json_object_put(q->early[i]);
+	free(q->early);
+	q->early = NULL;
+	q->nearly = 0;
+}
+
 static void
 close_fd(struct qmp *q)
 {
+	early_clear(q);
 	gate_leave(q);
 	if (q->fd != -1) {
 		loop_fd_del(q->loop, q->fd);
@@ -595,6 +611,48 @@ capabilities_reply(struct qmp *q, json_object *reply, void *arg)
 	log_info("%s: QMP ready", q->o.name);
 	if (q->cb.ready != NULL)
 		q->cb.ready(q, q->arg);
+	/*
+	 * Then the events QEMU sent before this reply (it may emit events as
+	 * soon as it switched to command mode, before it writes the reply),
+	 * in order.  Taken off q first: a callback may drop the connection.
+	 */
+	{
+		json_object	**ev = q->early;
+		size_t		  n = q->nearly;
+
+		q->early = NULL;
+		q->nearly = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (q->st == Q_READY && !q->failing) {
+				q->stats.events++;
+				if (q->cb.event != NULL)
+					q->cb.event(q, ev[i], q->arg);
+			}
+			json_object_put(ev[i]);
+		}
+		free(ev);
+	}
+}
+
+/*
+ * An event before the capabilities reply: held (a reference) for
+ * capabilities_reply(), at most QMP_EARLY_MAX of them (more means a
+ * broken peer; the excess is logged and counted unexpected).
+ */
+static void
+early_hold(struct qmp *q, json_object *msg)
+{
+	json_object **n;
+
+	if (q->nearly >= QMP_EARLY_MAX || (n = realloc(q->early,
+	    (q->nearly + 1) * sizeof(*n))) == NULL) {
+		q->stats.unexpected++;
+		log_warnx("%s: event during capabilities negotiation dropped "
+		    "(%zu already held)", q->o.name, q->nearly);
+		return;
+	}
+	q->early = n;
+	q->early[q->nearly++] = json_object_get(msg);
 }
 
 static void
@@ -667,6 +725,10 @@ handle_msg(struct qmp *q, json_object *msg)
 	}
 	if (json_object_object_get_ex(msg, "event", &v) &&
 	    json_object_is_type(v, json_type_string)) {
+		if (q->st == Q_NEGOTIATING) {
+			early_hold(q, msg);
+			return;
+		}
 		if (q->st != Q_READY)
 			return;
 		q->stats.events++;

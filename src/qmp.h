@@ -60,7 +60,11 @@ struct qmp_callbacks {
 	void	(*greeting)(struct qmp *, json_object *greeting, void *arg);
 	/* Capabilities negotiated: commands may be sent. */
 	void	(*ready)(struct qmp *, void *arg);
-	/* An event object ({"event": ...}) arrived while READY. */
+	/*
+	 * An event object ({"event": ...}) arrived while READY; those that
+	 * arrived during negotiation (QEMU may send them before the
+	 * capabilities reply) come right after ready(), in order.
+	 */
 	void	(*event)(struct qmp *, json_object *event, void *arg);
 	/* A READY connection was lost (not called for failed attempts). */
 	void	(*down)(struct qmp *, void *arg);
