@@ -242,9 +242,10 @@ bridge_publish_stats(struct bridge *b)
 }
 
 /*
- * Once a second: when the problems changed, say so (log, and the retained
- * bridge/state).  Failures are noticed where they happen (spool, state
- * saves); this only publishes them, at most once a second.
+ * Once a second: retries failed state saves; when the problems changed,
+ * says so (log, and the retained bridge/state).  Failures are noticed
+ * where they happen (spool, state saves); this publishes them, at most
+ * once a second.
  */
 #define HEALTH_MS	1000
 
@@ -252,8 +253,13 @@ static void
 health_tick(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct bridge	*b = arg;
-	int		 p = bridge_problems(b);
+	int		 p;
 
+	/* Failed state saves are retried (until one fails again). */
+	for (size_t i = 0; i < b->nvms && b->env.state_failing > 0; i++)
+		if (b->vms[i].save_failed && vm_save(&b->vms[i]) == -1)
+			break;
+	p = bridge_problems(b);
 	if (p != b->problems) {
 		if (p != 0)
 			log_warnx("bridge degraded:%s%s%s",

@@ -404,11 +404,21 @@ spool_open(const char *dir, char *err, size_t errlen)
 				break;
 		(void)spool_compact_commit(s);	/* logged, counted */
 	}
-	if (s->fd == -1 && reuse_log(s, valid) == -1) {
-		e = errno;
-		snprintf(err, errlen, "%s: %s", s->path, strerror(e));
-		spool_close(s);
-		return NULL;
+	if (s->fd == -1) {
+		if (reuse_log(s, valid) == -1) {
+			e = errno;
+			snprintf(err, errlen, "%s: %s", s->path, strerror(e));
+			spool_close(s);
+			return NULL;
+		}
+		/*
+		 * Not a lasting problem: the old log works; compaction is
+		 * tried again when it is worth it (spool_should_compact).
+		 */
+		log_warnx("spool %s: not compacted at start (no space?); "
+		    "going on with the log as it is", s->path);
+		s->compact_failing = 0;
+		s->compact_retry = 0;
 	}
 	if (s->recovered > 0)
 		log_info("spool %s: %llu unsent message(s) recovered", s->path,
