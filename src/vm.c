@@ -207,8 +207,9 @@ vm_save(struct vm *v)
 /*
  * Test-only crash points: QMP2MQTT_TEST_CRASH_AFTER=state|spool (read
  * once, at the first vm_init) makes the process _exit(137), like a
- * kill -9, right after the state save of a COLO_EXIT that precedes its
- * spool write ("state"), or right after its spool write ("spool").  The
+ * kill -9, just before the spool write of a COLO_EXIT, after the save
+ * of a raised seq ceiling if one was due ("state"), or right after its
+ * spool write ("spool").  The
  * e2e tests use it to hit these points deterministically.
  */
 enum { CRASH_NONE, CRASH_STATE, CRASH_SPOOL };
