@@ -154,21 +154,25 @@ def crash_scenario(ctx, point):
     rc = d1.proc.wait(10 * h.SLOW)
     d1.expect_exit = True
     check_eq(rc, 137, "run 1 exit status at the crash point %r" % point)
-    check_eq(sub.count(h.event_topic(vm)), 0,
-             "exits published before the crash")
+    pre = sub.count(h.event_topic(vm))
+    if point == "state":
+        check_eq(pre, 0, "exits published before the crash")
+    # (After the spool write Paho may already have sent it: the restart
+    # then resends it, a QoS 1 duplicate with the same seq.)
     st_mark = sub.mark(h.state_topic(vm))
     d2 = setup_vm(ctx, sub, sim, state, "run2", port=broker.port)
     first = sub.wait_for(lambda m: True, 15, topic=h.event_topic(vm),
-                         what="the exit after the restart")
+                         since=pre, what="the exit after the restart")
     # The state after run 2 read query-colo-status: any reconciled exit
     # would have been queued before it.
     sub.wait_json(h.state_topic(vm), lambda s: s["mode"] == "none" and
                   s["qmp"] == "connected" and s["colo_status"] == "ok",
                   15, "run 2's state mode none", since=st_mark)
     exits = [m.json() for m in sub.on(h.event_topic(vm))]
-    h.log("exits after the restart: %s" % exits)
-    check_eq(len(exits), 1, "exits published for the one COLO end "
-             "(crash after %s)" % point)
+    h.log("exits published: %s" % exits)
+    check_eq([e for e in exits if e != exits[0]], [],
+             "exits published for the one COLO end (crash after %s): one, "
+             "or copies of it" % point)
     last = sub.last(h.state_topic(vm)).json()
     check_eq(last["last_exit"], exits[0], "state's last_exit")
     d2.check_alive()
