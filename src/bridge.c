@@ -52,6 +52,8 @@ struct bridge {
 	char			*offline_payload;
 	struct loop_timer	*stats_timer;
 	struct spool		*spool;
+	struct loop_timer	*health_timer;
+	int			 problems;	/* as last published */
 	int			 stopping;	/* bridge_shutdown() began */
 	struct ratelim		 peer_log;	/* bad payloads on peer topics */
 };
@@ -149,6 +151,28 @@ find_own(struct bridge *b, const char *host, size_t hl, const char *vm,
 
 /* --- the bridge's own topics ------------------------------------- */
 
+/*
+ * What makes the bridge "degraded": it runs, but cannot keep a promise of
+ * README's "Behaviour under faults" (a full or failing state_dir disk).
+ */
+#define PROB_SPOOL_WRITE	0x01	/* events kept in memory only */
+#define PROB_SPOOL_COMPACT	0x02	/* the spool cannot be compacted */
+#define PROB_STATE_SAVE		0x04	/* a VM's state cannot be saved */
+
+static int
+bridge_problems(const struct bridge *b)
+{
+	int	p = 0, sp = b->spool != NULL ? spool_problems(b->spool) : 0;
+
+	if (sp & SPOOL_WRITE_FAILING)
+		p |= PROB_SPOOL_WRITE;
+	if (sp & SPOOL_COMPACT_FAILING)
+		p |= PROB_SPOOL_COMPACT;
+	if (b->env.state_failing > 0)
+		p |= PROB_STATE_SAVE;
+	return p;
+}
+
 static void
 publish_bridge_state(struct bridge *b)
 {
@@ -172,6 +196,23 @@ publish_bridge_state(struct bridge *b)
 	json_object_object_add(o, "vms", json_object_new_int64((int64_t)b->nvms));
 	json_object_object_add(o, "warnings",
 	    json_object_new_int64((int64_t)b->cf->nwarnings));
+	{
+		json_object *pa = json_object_new_array();
+
+		b->problems = bridge_problems(b);
+		if (b->problems & PROB_SPOOL_WRITE)
+			json_object_array_add(pa,
+			    json_object_new_string("spool_write_failed"));
+		if (b->problems & PROB_SPOOL_COMPACT)
+			json_object_array_add(pa,
+			    json_object_new_string("spool_compaction_failed"));
+		if (b->problems & PROB_STATE_SAVE)
+			json_object_array_add(pa,
+			    json_object_new_string("state_save_failed"));
+		json_object_object_add(o, "degraded",
+		    json_object_new_boolean(b->problems != 0));
+		json_object_object_add(o, "problems", pa);
+	}
 	if ((s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len)) != NULL)
 		mqtt_publish(b->mqtt, b->t_bstate, s, len, 1,
@@ -197,7 +238,43 @@ bridge_publish_stats(struct bridge *b)
 	src.nvms = b->nvms;
 	src.started_ms = b->started_ms;
 	src.topic = b->t_stats;
+	src.spool = b->spool;
 	stats_publish(&src);
+}
+
+/*
+ * Once a second: retries failed state saves; when the problems changed,
+ * says so (log, and the retained bridge/state).  Failures are noticed
+ * where they happen (spool, state saves); this publishes them, at most
+ * once a second.
+ */
+#define HEALTH_MS	1000
+
+static void
+health_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct bridge	*b = arg;
+	int		 p;
+
+	/* Failed state saves are retried (until one fails again). */
+	for (size_t i = 0; i < b->nvms && b->env.state_failing > 0; i++)
+		if (b->vms[i].save_failed && vm_save(&b->vms[i]) == -1)
+			break;
+	p = bridge_problems(b);
+	if (p != b->problems) {
+		if (p != 0)
+			log_warnx("bridge degraded:%s%s%s",
+			    p & PROB_SPOOL_WRITE ? " spool_write_failed" : "",
+			    p & PROB_SPOOL_COMPACT ?
+			    " spool_compaction_failed" : "",
+			    p & PROB_STATE_SAVE ? " state_save_failed" : "");
+		else
+			log_info("bridge no longer degraded");
+		b->problems = p;
+		if (mqtt_connected(b->mqtt))
+			publish_bridge_state(b);
+	}
+	loop_timer_arm(t, HEALTH_MS);
 }
 
 static void
@@ -431,6 +508,21 @@ link_peers(struct bridge *b)
 
 /* --- life cycle -------------------------------------------------- */
 
+/* A message recovered from the spool: a colo_exit tells its VM. */
+static void
+recovered_one(void *arg, uint64_t id, const char *topic, const void *payload,
+    size_t len, int qos, int flags)
+{
+	struct bridge		*b = arg;
+	struct topic_parts	 tp;
+	struct vm		*v;
+
+	if (topic_parse(topic, b->cf->base_topic, &tp) == 0 &&
+	    strcmp(tp.suffix, "event/colo_exit") == 0 &&
+	    (v = find_own(b, tp.host, tp.host_len, tp.vm, tp.vm_len)) != NULL)
+		vm_recovered_exit(v, payload, len);
+}
+
 struct bridge *
 bridge_new(struct loop *loop, const struct config *cf)
 {
@@ -501,7 +593,6 @@ bridge_new(struct loop *loop, const struct config *cf)
 			bridge_free(b);
 			return NULL;
 		}
-		mqtt_set_spool(b->mqtt, b->spool);
 	}
 	for (size_t i = 0; i < cf->nvms; i++) {
 		b->nvms++;	/* from here on, bridge_free() cleans it up */
@@ -512,6 +603,15 @@ bridge_new(struct loop *loop, const struct config *cf)
 		}
 		index_add(&b->own, &b->vms[i], cf->vms[i].host,
 		    cf->vms[i].name);
+	}
+	if (b->spool != NULL) {
+		/* Exits spooled but not in the state files (vm_recovered_exit). */
+		spool_peek(b->spool, recovered_one, b);
+		mqtt_set_spool(b->mqtt, b->spool);
+	}
+	if ((b->health_timer = loop_timer_new(loop, health_tick, b)) == NULL) {
+		bridge_free(b);
+		return NULL;
 	}
 	if (link_peers(b) == -1 || subscribe_all(b) == -1) {
 		log_warnx("bridge: out of memory");
@@ -537,6 +637,7 @@ bridge_start(struct bridge *b)
 	if (b->stats_timer != NULL)
 		loop_timer_arm(b->stats_timer,
 		    (uint64_t)b->cf->stats_interval_s * 1000);
+	loop_timer_arm(b->health_timer, HEALTH_MS);
 	log_info("bridge %s started: host %s, %zu VM(s) (%zu with a remote "
 	    "peer), broker %s, instance %s", b->cf->bridge_id, b->cf->host,
 	    b->nvms, b->nremote, b->cf->uris[0], b->env.instance);
@@ -551,9 +652,17 @@ bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 	b->stopping = 1;	/* no new takeover from here on */
 	b->cmd.stopping = 1;
 	loop_timer_disarm(b->stats_timer);
+	loop_timer_disarm(b->health_timer);
 	/* A takeover still running gets an answer, not silence. */
 	for (size_t i = 0; i < b->nvms; i++)
 		cmd_abandon(&b->cmd, &b->vms[i]);
+	/*
+	 * Stop reading QMP first (after what is already in the sockets), so
+	 * that every event read is counted in the final stats and then
+	 * published or spooled; nothing is read after the final count.
+	 */
+	for (size_t i = 0; i < b->nvms; i++)
+		qmp_quiesce(b->vms[i].q);
 	if (mqtt_connected(b->mqtt)) {
 		bridge_publish_stats(b);
 		for (size_t i = 0; i < b->nvms; i++)
@@ -564,6 +673,11 @@ bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 	mqtt_shutdown(b->mqtt, b->t_bstate, b->offline_payload, timeout_ms);
 	for (size_t i = 0; i < b->nvms; i++)
 		vm_save(&b->vms[i]);
+	if (b->spool != NULL) {
+		spool_flush(b->spool);
+		log_info("stopped with %llu event(s) spooled for the next start",
+		    (unsigned long long)spool_live(b->spool));
+	}
 }
 
 void
@@ -582,6 +696,7 @@ bridge_free(struct bridge *b)
 		json_tokener_free(b->env.tok);
 	qmp_gate_free(b->env.gate);
 	loop_timer_free(b->stats_timer);
+	loop_timer_free(b->health_timer);
 	free(b->own.slot);
 	free(b->peers.slot);
 	free(b->remote);

@@ -14,6 +14,7 @@
 
 struct cmd_ctx;
 struct mqtt;
+struct spool;
 struct vm;
 struct vm_env;
 
@@ -25,6 +26,7 @@ struct stats_src {
 	size_t			 nvms;
 	uint64_t		 started_ms;	/* monotonic */
 	const char		*topic;
+	const struct spool	*spool;		/* or NULL */
 };
 
 /* Builds and publishes the stats (retained).  Logs on memory exhaustion. */
