@@ -96,7 +96,7 @@ stats_publish(const struct stats_src *src)
 		return;
 	sb_add(&sb, ",\"vms\":{");
 	for (size_t i = 0; i < src->nvms; i++) {
-		const struct vm		*v = &src->vms[i];
+		const struct vm		*v = src->vms[i];
 		const struct qmp_stats	*qs = qmp_stats(v->q);
 
 		ev += v->events_in;

@@ -22,7 +22,7 @@ struct stats_src {
 	const struct vm_env	*env;
 	const struct cmd_ctx	*cmd;
 	struct mqtt		*mqtt;
-	const struct vm		*vms;
+	struct vm *const	*vms;
 	size_t			 nvms;
 	uint64_t		 started_ms;	/* monotonic */
 	const char		*topic;

@@ -39,7 +39,8 @@ vm_in_colo(const char *mode)
 const char *
 vm_liveness(const struct vm *v)
 {
-	return qmp_liveness_name(qmp_liveness(v->q));
+	return qmp_liveness_name(v->q != NULL ? qmp_liveness(v->q) :
+	    QMP_UNREACHABLE);
 }
 
 static void
@@ -101,7 +102,7 @@ publish_state(struct vm *v, int force)
 	st.mode = nz(v->mode);
 	st.last_mode = nz(v->last_mode);
 	st.reason = nz(v->reason);
-	st.connected = qmp_ready(v->q);
+	st.connected = v->q != NULL && qmp_ready(v->q);
 	st.colo_status = v->colo_status;
 	st.updated_us = 0;
 	st.last_exit = v->last_exit;
@@ -114,6 +115,8 @@ publish_state(struct vm *v, int force)
 	st.peer = peer;
 	o = colo_state_json(&st);
 	json_object_put(peer);
+	if (o != NULL && v->gone)
+		json_object_object_add(o, "gone", json_object_new_boolean(1));
 	if (o == NULL || (s = json_object_to_json_string_length(o,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 	    &len)) == NULL) {
@@ -139,7 +142,7 @@ publish_state(struct vm *v, int force)
 	json_object_put(o);
 	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)
 		if (peer_set_local(&w->peer, v->mode, v->last_mode,
-		    vm_liveness(v), qmp_ready(v->q), v->tk_committed))
+		    vm_liveness(v), st.connected, v->tk_committed))
 			publish_state(w, 0);
 }
 
@@ -785,9 +788,65 @@ vm_start(struct vm *v, uint64_t first_poll_ms)
 		loop_timer_arm(v->poll, first_poll_ms);
 }
 
+static int
+same_str(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int
+vm_reconfigure(struct vm *v, const struct config_vm *cv)
+{
+	char	 t[TOPIC_MAX], *p;
+
+	if (!same_str(v->cv->peer_host, cv->peer_host) ||
+	    !same_str(v->cv->peer_vm, cv->peer_vm)) {
+		peer_init(&v->peer, cv->peer_host != NULL, 0);
+		v->local_peer = NULL;
+	}
+	v->cv = cv;
+	if (topic_build(t, sizeof(t), v->env->cf->base_topic, cv->host,
+	    cv->name, "") == -1 || (p = strdup(t)) == NULL) {
+		log_warnx("%s/%s: topics too long or out of memory",
+		    cv->host, cv->name);
+		return -1;
+	}
+	if (strcmp(p, v->prefix) != 0)
+		v->state_hash = 0;	/* new topic: publish it there */
+	free(v->prefix);
+	v->prefix = p;
+	return 0;
+}
+
+void
+vm_retire(struct vm *v, int clear)
+{
+	struct vm_env	*env = v->env;
+	char		 t[TOPIC_MAX];
+
+	qmp_free(v->q);		/* closes the connection; no callback after */
+	v->q = NULL;
+	if (v->save_failed)
+		env->state_failing--;
+	v->save_failed = 0;
+	(void)vm_save(v);
+	mqtt_publish(env->mqtt, vm_topic(t, v, "availability"),
+	    clear ? "" : "offline", clear ? 0 : 7, 1, MQTT_PUB_RETAIN);
+	if (clear) {
+		mqtt_publish(env->mqtt, vm_topic(t, v, "state"), "", 0, 1,
+		    MQTT_PUB_RETAIN);
+		return;
+	}
+	v->gone = 1;
+	publish_state(v, 1);
+}
+
 void
 vm_cleanup(struct vm *v)
 {
+	if (v->save_failed)
+		v->env->state_failing--;
+	v->save_failed = 0;
 	free(v->prefix);
 	qmp_free(v->q);
 	loop_timer_free(v->poll);

@@ -102,6 +102,7 @@ struct vm {
 	uint64_t		 events_in;
 	uint64_t		 exits;
 	uint64_t		 malformed;
+	int			 gone;		/* removed: state says "gone" */
 };
 
 /*
@@ -114,6 +115,22 @@ int		 vm_init(struct vm *, struct vm_env *, const struct config_vm *,
 /* Starts connecting; the first status poll runs after first_poll_ms. */
 void		 vm_start(struct vm *, uint64_t first_poll_ms);
 void		 vm_cleanup(struct vm *);
+/*
+ * The same VM (same host, name and QMP address) in a reloaded
+ * configuration: cv replaces v->cv (which may be freed afterwards); the
+ * topic prefix is rebuilt (the base topic may have changed) and the peer
+ * view restarted when the peer changed.  The QMP connection stays.  0, or
+ * -1 (out of memory, logged: the old prefix stays).
+ */
+int		 vm_reconfigure(struct vm *, const struct config_vm *cv);
+/*
+ * The VM leaves this bridge (removed from the configuration, its socket
+ * no longer discovered): its QMP connection is closed, its state saved;
+ * availability goes offline and the retained state is either kept,
+ * marked "gone": true, or cleared (clear: empty retained payloads).
+ * vm_cleanup() must follow.
+ */
+void		 vm_retire(struct vm *, int clear);
 
 /* The VM's topic for suffix, in buf (TOPIC_MAX bytes). */
 const char	*vm_topic(char *buf, const struct vm *, const char *suffix);
