@@ -715,21 +715,61 @@ def run_row(ctx, broker, version, only_connect=False):
 
 # ---------------------------------------------------------------- main
 
-def stop_debian_services():
-    """The Debian packages may start their own broker on install: stop it
-    (it would take CPU, and RabbitMQ's the MQTT port 1883)."""
-    for svc in ("rabbitmq-server", "ejabberd"):
-        if not os.path.exists("/etc/init.d/" + svc):
+SERVICES = {"rabbitmq-server": "rabbitmq", "ejabberd": "ejabberd"}
+
+
+def service_beams(user):
+    """PIDs of Erlang VMs run by a Debian service's user, outside this
+    process' session (ours run in sessions of their own, started later).
+    Read from /proc: asking the init script ("service X status") would run
+    the service's CLI, which leaves an epmd daemon behind."""
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return []
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
             continue
         try:
-            st = subprocess.run(["service", svc, "status"],
-                                capture_output=True, timeout=30)
-            if st.returncode == 0:
-                log("stopping the Debian %s service" % svc)
-                subprocess.run(["service", svc, "stop"],
-                               capture_output=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            log("service %s: %s" % (svc, e))
+            st = os.stat("/proc/" + pid)
+            with open("/proc/%s/comm" % pid) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if st.st_uid == uid and comm.startswith("beam"):
+            out.append(int(pid))
+    return out
+
+
+def quiet_debian_services(disable=()):
+    """The Debian packages may start their own broker on install (where
+    policy-rc.d allows it): stop a running one (it takes CPU, and
+    RabbitMQ's takes port 1883), and with disable, keep the named ones
+    from starting at boot.  Our own brokers use free ports and private
+    state, so a service left running would not disturb them otherwise."""
+    for svc, user in SERVICES.items():
+        if not os.path.exists("/etc/init.d/" + svc):
+            continue
+        pids = service_beams(user)
+        if pids:
+            log("the Debian %s service runs (pids %s): service %s stop" %
+                (svc, pids, svc))
+            try:
+                subprocess.run(["service", svc, "stop"], capture_output=True,
+                               timeout=60)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                log("service %s stop: %s" % (svc, e))
+        if svc in disable:
+            cmds = [["update-rc.d", svc, "disable"]]
+            if os.path.isdir("/run/systemd/system"):
+                cmds.append(["systemctl", "disable", svc])
+            for c in cmds:
+                try:
+                    subprocess.run(c, capture_output=True, timeout=60)
+                    log("%s" % " ".join(c))
+                except (OSError, subprocess.TimeoutExpired) as e:
+                    log("%s: %s" % (" ".join(c), e))
 
 
 def render(rows, total_s):
@@ -777,7 +817,13 @@ def main():
                                                         "interop", "aedes"))
     ap.add_argument("--only", nargs="*", default=None,
                     help="brokers: mosquitto ejabberd rabbitmq aedes")
+    ap.add_argument("--quiet-services", nargs="*", default=None,
+                    metavar="SERVICE", help="only stop the Debian services "
+                    "if they run, disable the named ones, and exit")
     args = ap.parse_args()
+    if args.quiet_services is not None:
+        quiet_debian_services(args.quiet_services)
+        return
     h.require_paho()
     h.require_daemon()
     h.require_sim()
@@ -786,7 +832,7 @@ def main():
         SystemExit("interop: over 15 minutes, giving up")))
     signal.alarm(900)
     t0 = time.monotonic()
-    stop_debian_services()
+    quiet_debian_services()
     root = tempfile.mkdtemp(prefix="q2m-interop-")
     print("temp dir: %s; build: %s" % (root, h.BUILD), flush=True)
     rows, failures, skipped = [], [], []
