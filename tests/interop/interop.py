@@ -361,6 +361,15 @@ class AedesBroker(Broker):
             raise h.Skip("node not installed")
         if self.version == "?":
             raise h.Skip("aedes not installed in %s (npm ci)" % self.adir)
+        nv = subprocess.run(["node", "--version"], capture_output=True,
+                            text=True, timeout=10).stdout.strip()
+        try:
+            major = int(nv.lstrip("v").split(".")[0])
+        except ValueError:
+            major = 0
+        if major < 20:
+            raise h.Skip("aedes 1.2 needs Node.js 20 or later, node is %r"
+                         % nv)
         self.port = h.free_port()
         # stdin is a pipe: the server exits when it closes (we died)
         self.proc = Group("aedes", ["node", os.path.join(self.adir,
@@ -817,6 +826,8 @@ def main():
                                                         "interop", "aedes"))
     ap.add_argument("--only", nargs="*", default=None,
                     help="brokers: mosquitto ejabberd rabbitmq aedes")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temp dir (logs) even when all pass")
     ap.add_argument("--quiet-services", nargs="*", default=None,
                     metavar="SERVICE", help="only stop the Debian services "
                     "if they run, disable the named ones, and exit")
@@ -888,7 +899,10 @@ def main():
             print("  " + f)
         print("temp dir kept: %s" % root)
         sys.exit(1)
-    shutil.rmtree(root, ignore_errors=True)
+    if args.keep:
+        print("temp dir kept: %s" % root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     print("interop: all claimed checks pass")
 
 
