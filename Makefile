@@ -6,6 +6,7 @@
 #   make run        install what is missing, run the live demo
 #   make bench      the benchmark (prints figures, asserts nothing)
 #   make fuzz       build and briefly run the libFuzzer targets (clang)
+#   make interop    the bridge against mosquitto, ejabberd, RabbitMQ, aedes
 #   make install    install into $(DESTDIR)$(PREFIX)
 
 SHELL	:= /bin/bash
@@ -128,6 +129,8 @@ fuzz:
 -include tests/bench/bench.mk
 # The one-hour soak (make soak; not part of make test).
 -include tests/soak/soak.mk
+# The broker compatibility run (make interop; not part of make test).
+-include tests/interop/interop.mk
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt
