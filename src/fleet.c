@@ -537,6 +537,10 @@ fleet_apply(struct fleet *f, const struct config_vm *const *want, size_t n,
 		    f->vms[i]->cv->name);
 	if (relink(f) == -1 || resubscribe(f) == -1)
 		rc = -1;
+	/* A new peer or topic shows in the state (published if changed). */
+	if (started && mqtt_connected(f->env->mqtt))
+		for (size_t i = 0; i < f->n; i++)
+			vm_publish_state(f->vms[i]);
 	if (started && (added || removed || changed))
 		log_info("fleet: %zu VM(s): %zu added, %zu removed, %zu "
 		    "reconnected", f->n, added, removed, changed);
