@@ -386,6 +386,8 @@ on_discovered(struct discover *ds, void *arg)
 {
 	struct bridge *b = arg;
 
+	if (b->stopping)
+		return;		/* the set stays as it is */
 	(void)apply(b);
 	if (b->started && mqtt_connected(b->mqtt))
 		publish_bridge_state(b);	/* "vms" changed */
@@ -624,8 +626,6 @@ bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 	b->cmd.stopping = 1;
 	loop_timer_disarm(b->stats_timer);
 	loop_timer_disarm(b->health_timer);
-	discover_free(b->disc);	/* the set stays as it is */
-	b->disc = NULL;
 	/* A takeover still running gets an answer, not silence. */
 	for (size_t i = 0; i < n; i++)
 		cmd_abandon(&b->cmd, fleet_vm(b->fleet, i));
@@ -658,8 +658,8 @@ bridge_free(struct bridge *b)
 {
 	if (b == NULL)
 		return;
+	fleet_free(b->fleet);	/* before the discovered entries it uses */
 	discover_free(b->disc);
-	fleet_free(b->fleet);
 	mqtt_free(b->mqtt);
 	cmd_cleanup(&b->cmd);
 	spool_close(b->spool);
