@@ -118,6 +118,16 @@ qmp_new(struct loop *loop, const struct qmp_opts *o,
 	}
 	q->loop = loop;
 	q->o = *o;
+	/* Own copies: the configuration they came from may be reloaded. */
+	q->o.name = q->o.path = q->o.host = q->o.port = NULL;
+	if ((q->o.name = strdup(o->name)) == NULL ||
+	    (o->path != NULL && (q->o.path = strdup(o->path)) == NULL) ||
+	    (o->host != NULL && (q->o.host = strdup(o->host)) == NULL) ||
+	    (o->port != NULL && (q->o.port = strdup(o->port)) == NULL)) {
+		log_warnx("%s: out of memory", o->name);
+		qmp_free(q);
+		return NULL;
+	}
 	q->cb = *cb;
 	q->arg = arg;
 	q->fd = -1;
@@ -191,6 +201,10 @@ qmp_free(struct qmp *q)
 	fail_pending(q);
 	loop_timer_free(q->timer);
 	jstream_free(q->js);
+	free((char *)(uintptr_t)q->o.name);
+	free((char *)(uintptr_t)q->o.path);
+	free((char *)(uintptr_t)q->o.host);
+	free((char *)(uintptr_t)q->o.port);
 	free(q);
 }
 

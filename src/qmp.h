@@ -112,7 +112,7 @@ struct qmp_stats {
 	uint64_t	timeouts;	/* greeting or command timeouts */
 };
 
-/* Returns a stopped connection, or NULL (logged).  opts strings are borrowed. */
+/* Returns a stopped connection, or NULL (logged).  opts strings are copied. */
 struct qmp	*qmp_new(struct loop *, const struct qmp_opts *,
 		    const struct qmp_callbacks *, void *arg);
 /* Closes and frees; pending reply callbacks get NULL first.  NULL: no-op. */
