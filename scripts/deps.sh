@@ -5,7 +5,7 @@
 set -eu
 PKGS="gcc make pkg-config libpaho-mqtt-dev libjson-c-dev libconfig-dev
 libcmocka-dev libssl-dev mosquitto mosquitto-clients qemu-system-x86
-python3 python3-paho-mqtt procps valgrind"
+python3 python3-paho-mqtt python3-jinja2 procps valgrind"
 # The fleet page's browser test (tests/e2e/test_web.py): Debian's chromium,
 # and node/npm unless an npm is there already (a nodesource nodejs ships
 # its own and conflicts with Debian's npm package).

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "discover.h"
 #include "fleet.h"
+#include "hass.h"
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
@@ -46,6 +47,7 @@ struct bridge {
 	int			 problems;	/* as last published */
 	int			 stopping;	/* bridge_shutdown() began */
 	struct ratelim		 peer_log;	/* bad payloads on peer topics */
+	struct hass		*hass;		/* homeassistant: NULL when off */
 };
 
 static int
@@ -233,6 +235,7 @@ on_mqtt_connected(struct mqtt *m, void *arg)
 	publish_bridge_state(b);
 	for (size_t i = 0; i < fleet_count(b->fleet); i++)
 		vm_publish_retained(fleet_vm(b->fleet, i));
+	hass_announce(b->hass);		/* homeassistant (NULL: off) */
 	bridge_publish_stats(b);
 }
 
@@ -279,6 +282,9 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 	struct peer_msg		 pm = { b, msg, 0 };
 	struct vm		*v;
 
+	/* homeassistant: HA's status, this bridge's discovery configs. */
+	if (b->hass != NULL && hass_on_message(b->hass, msg))
+		return;
 	if (topic_parse(msg->topic, b->cf->base_topic, &tp) == -1) {
 		cmd_ignored(&b->cmd, msg->topic);
 		return;
@@ -377,6 +383,7 @@ apply(struct bridge *b)
 	}
 	rc = fleet_apply(b->fleet, w, (size_t)n, b->started);
 	free(w);
+	hass_sync(b->hass);	/* homeassistant: joined announced, left cleared */
 	return rc;
 }
 
@@ -409,6 +416,7 @@ bridge_new(struct loop *loop, const struct config *cf)
 	    "line(s) about bad QMP input not logged (see bridge/stats)", 20);
 	uint64_t		 seed = (uint64_t)loop_wall_us() ^
 	    ((uint64_t)getpid() << 32), rnd;
+	int			 failed;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
 		log_warn("bridge_new");
@@ -468,6 +476,12 @@ bridge_new(struct loop *loop, const struct config *cf)
 		return NULL;
 	}
 	if (apply(b) == -1) {
+		bridge_free(b);
+		return NULL;
+	}
+	/* homeassistant: discovery (subscribes; NULL when off). */
+	b->hass = hass_new(loop, cf, b->mqtt, b->fleet, &failed);
+	if (failed) {
 		bridge_free(b);
 		return NULL;
 	}
@@ -592,6 +606,9 @@ bridge_reload(struct bridge *b, const struct config *cf)
 	b->cf = cf;
 	b->env.cf = cf;
 	b->cmd.cf = cf;
+	/* homeassistant: turned on or off, moved (prefix, bridge.host). */
+	if (hass_reload(&b->hass, b->loop, cf, b->mqtt, b->fleet) == -1)
+		log_warnx("reload: homeassistant could not start");
 	if (b->disc != NULL && cf->ndiscover > 0)
 		discover_reconfigure(b->disc, cf);
 	else if (b->disc != NULL) {
@@ -658,6 +675,7 @@ bridge_free(struct bridge *b)
 {
 	if (b == NULL)
 		return;
+	hass_free(b->hass);
 	fleet_free(b->fleet);	/* before the discovered entries it uses */
 	discover_free(b->disc);
 	mqtt_free(b->mqtt);

@@ -697,6 +697,35 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	return 0;
 }
 
+/* --- homeassistant = { ... } (hass.c) ---------------------------- */
+
+static const char *const hass_keys[] = { "enabled", "prefix", NULL };
+
+/* Off by default; the prefix is checked like a base topic.  0 or -1. */
+static int
+parse_hass(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	const config_setting_t	*g = get_group(c, root, "homeassistant");
+	const char		*why;
+
+	if (c->failed)
+		return -1;
+	cf->hass.enabled = 0;
+	if (g != NULL && (check_members(c, g, "homeassistant",
+	    hass_keys) == -1 ||
+	    get_bool(c, g, "homeassistant", "enabled", &cf->hass.enabled) == -1 ||
+	    get_str(c, g, "homeassistant", "prefix", &cf->hass.prefix, 0) == -1))
+		return -1;
+	if (cf->hass.prefix == NULL)
+		cf->hass.prefix = xstrdup("homeassistant");
+	if ((why = topic_base_check(cf->hass.prefix)) != NULL)
+		return cerr(c, config_setting_get_member(g, "prefix"),
+		    "homeassistant.prefix", "\"%s\": %s", cf->hass.prefix, why);
+	return 0;
+}
+
+/* --- end of homeassistant ------------------------------------------ */
+
 static const char *const bridge_keys[] = { "host", "id", "state_dir",
     "max_message", "max_input_total", "backoff_min_ms", "backoff_max_ms", "greeting_timeout_ms",
     "command_timeout_ms", "stats_interval_s", "status_interval_s",
@@ -1000,7 +1029,7 @@ check_warnings(struct config *cf)
 }
 
 static const char *const root_keys[] = { "bridge", "mqtt", "vms", "takeover",
-    "discover", NULL };
+    "discover", "homeassistant", NULL };
 
 struct config *
 config_load(const char *path, char *err, size_t errlen)
@@ -1036,7 +1065,8 @@ config_load(const char *path, char *err, size_t errlen)
 	    parse_mqtt(&c, cf, root) == -1 ||
 	    parse_discover(&c, cf, root) == -1 ||
 	    parse_vms(&c, cf, root) == -1 ||
-	    parse_takeover(&c, cf, root) == -1) {
+	    parse_takeover(&c, cf, root) == -1 ||
+	    parse_hass(&c, cf, root) == -1) {
 		config_destroy(&lc);
 		config_free(cf);
 		return NULL;
@@ -1081,6 +1111,7 @@ config_free(struct config *cf)
 	free(cf->takeover.key);
 	free(cf->takeover.key_file);
 	free(cf->takeover.reply_prefix);
+	free(cf->hass.prefix);
 	for (size_t i = 0; i < cf->nwarnings; i++)
 		free(cf->warnings[i]);
 	free(cf->warnings);

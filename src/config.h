@@ -65,6 +65,12 @@ struct config_takeover {
 					   default "<base_topic>/reply/" */
 };
 
+/* homeassistant = { ... }: MQTT discovery (hass.c). */
+struct config_hass {
+	int		 enabled;	/* default off */
+	char		*prefix;	/* discovery prefix, "homeassistant" */
+};
+
 struct config {
 	char		*file;
 
@@ -101,6 +107,7 @@ struct config {
 	int		 tls_verify;
 
 	struct config_takeover takeover;
+	struct config_hass hass;
 
 	struct config_vm *vms;
 	size_t		 nvms;
