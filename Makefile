@@ -34,7 +34,7 @@ else
 B	 = build/std
 endif
 
-LIB_SRC	 = log.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
+LIB_SRC	 = log.c notify.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
 	   takeover.c tkstore.c failover.c spool.c vmstate.c \
 	   mqtt.c peer.c vm.c command.c stats.c bridge.c
 LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
