@@ -175,8 +175,8 @@ test_watchdog_usec(void **state)
 }
 
 /*
- * With a 60 ms watchdog period the loop pings at once, then every 20 ms:
- * never more than half a period (30 ms) apart, with loop slack allowed.
+ * With a 300 ms watchdog period the loop pings at once, then every 100 ms:
+ * never more than half a period (150 ms) apart.
  */
 static void
 test_watchdog_pings(void **state)
@@ -187,12 +187,12 @@ test_watchdog_pings(void **state)
 	int		 pings = 0;
 
 	mgr_open(&m, 0);
-	setenv("WATCHDOG_USEC", "60000", 1);
+	setenv("WATCHDOG_USEC", "300000", 1);
 	assert_non_null(l = loop_new());
 	assert_int_equal(notify_watchdog_start(l), 1);
 	assert_string_equal(mgr_recv(&m, 0), "WATCHDOG=1");
 	start = last = loop_now_ms();
-	while ((now = loop_now_ms()) - start < 300) {
+	while ((now = loop_now_ms()) - start < 1200) {
 		loop_run_once(l, 10);
 		while (strcmp(mgr_recv(&m, 0), "WATCHDOG=1") == 0) {
 			now = loop_now_ms();
@@ -210,7 +210,7 @@ test_watchdog_pings(void **state)
 	loop_free(l);
 	mgr_close(&m);
 	assert_true(pings >= 10);
-	assert_true(maxgap <= 30);
+	assert_true(maxgap <= 150);
 }
 
 static void
