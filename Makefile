@@ -6,6 +6,7 @@
 #   make run        install what is missing, run the live demo
 #   make bench      the benchmark (prints figures, asserts nothing)
 #   make fuzz       build and briefly run the libFuzzer targets (clang)
+#   make interop    the bridge against mosquitto, ejabberd, RabbitMQ, aedes
 #   make install    install into $(DESTDIR)$(PREFIX) (and /etc/qmp2mqtt)
 #   make man-lint   check the manual pages with mandoc -T lint
 
@@ -37,7 +38,7 @@ endif
 
 LIB_SRC	 = log.c notify.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
 	   takeover.c tkstore.c failover.c spool.c vmstate.c \
-	   mqtt.c peer.c vm.c command.c stats.c bridge.c
+	   mqtt.c peer.c vm.c command.c stats.c fleet.c discover.c bridge.c
 LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -129,6 +130,8 @@ fuzz:
 -include tests/bench/bench.mk
 # The one-hour soak (make soak; not part of make test).
 -include tests/soak/soak.mk
+# The broker compatibility run (make interop; not part of make test).
+-include tests/interop/interop.mk
 
 # Binaries, manual pages, the systemd unit (ExecStart pointed at
 # $(PREFIX)/bin), the example configuration in the doc directory, and

@@ -331,17 +331,120 @@ parse_peer(struct cctx *c, const config_setting_t *s, const char *key,
 	return 0;
 }
 
+static const char *const discover_keys[] = { "glob", "host", "name", "peer",
+    "takeover", NULL };
+
+/* A name template: at most one "%s" and no other '%'.  NULL or why not. */
+static const char *
+template_check(const char *t)
+{
+	const char *p = strchr(t, '%');
+
+	if (p == NULL)
+		return NULL;
+	if (p[1] != 's' || strchr(p + 2, '%') != NULL)
+		return "only one \"%s\" (the file name without its "
+		    "extension) and no other '%' may appear";
+	return NULL;
+}
+
+/*
+ * discover = ( { glob; host; name; peer; takeover; }, ... ): see
+ * config.h.  The glob must be absolute with wildcards in its file name
+ * only (its directory is watched).  0 or -1.
+ */
+static int
+parse_discover(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	config_setting_t *list = config_setting_get_member(root, "discover");
+	int		  n;
+
+	if (list == NULL)
+		return 0;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return cerr(c, list, "discover", "must be a list ( {...}, ... )");
+	n = config_setting_length(list);
+	if (n > 0 && (cf->discover = calloc((size_t)n,
+	    sizeof(*cf->discover))) == NULL)
+		return cerr(c, list, "discover", "out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		struct config_discover *d = &cf->discover[cf->ndiscover++];
+		char		  where[32], key[48];
+		const char	 *slash, *why;
+		config_setting_t *t;
+
+		snprintf(where, sizeof(where), "discover[%d]", i);
+		d->takeover = -1;
+		d->line = (int)config_setting_source_line(g);
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return cerr(c, g, where, "must be a group { ... }");
+		if (check_members(c, g, where, discover_keys) == -1 ||
+		    get_str(c, g, where, "glob", &d->glob, 1) == -1 ||
+		    get_str(c, g, where, "host", &d->host, 0) == -1 ||
+		    get_str(c, g, where, "name", &d->name, 0) == -1 ||
+		    get_str(c, g, where, "peer", &d->peer, 0) == -1)
+			return -1;
+		snprintf(key, sizeof(key), "%s.glob", where);
+		t = config_setting_get_member(g, "glob");
+		slash = strrchr(d->glob, '/');
+		if (d->glob[0] != '/' || slash == NULL || slash[1] == '\0')
+			return cerr(c, t, key, "\"%s\": an absolute path "
+			    "with a file name pattern, e.g. "
+			    "\"/run/qemu/*.qmp\"", d->glob);
+		d->dir = strndup(d->glob, slash == d->glob ? 1 :
+		    (size_t)(slash - d->glob));
+		d->pattern = xstrdup(slash + 1);
+		if (d->dir == NULL || d->pattern == NULL)
+			return cerr(c, t, key, "out of memory");
+		if (strpbrk(d->dir, "*?[") != NULL)
+			return cerr(c, t, key, "\"%s\": wildcards only in the "
+			    "file name (the directory is watched)", d->glob);
+		if (d->host == NULL)
+			d->host = xstrdup(cf->host);
+		else if (check_name(c, config_setting_get_member(g, "host"),
+		    "discover.host", d->host) == -1)
+			return -1;
+		if (d->name == NULL)
+			d->name = xstrdup("%s");
+		snprintf(key, sizeof(key), "%s.name", where);
+		if ((why = template_check(d->name)) != NULL)
+			return cerr(c, config_setting_get_member(g, "name"),
+			    key, "\"%s\": %s", d->name, why);
+		snprintf(key, sizeof(key), "%s.peer", where);
+		if (d->peer != NULL && ((why = template_check(d->peer)) !=
+		    NULL || (why = strchr(d->peer, '/') == NULL ||
+		    strchr(strchr(d->peer, '/') + 1, '/') != NULL ?
+		    "expected \"HOST/VM\" with exactly one '/'" : NULL) !=
+		    NULL))
+			return cerr(c, config_setting_get_member(g, "peer"),
+			    key, "\"%s\": %s", d->peer, why);
+		if ((t = config_setting_get_member(g, "takeover")) != NULL) {
+			if (config_setting_type(t) != CONFIG_TYPE_BOOL)
+				return cerr(c, t, "discover.takeover",
+				    "must be true or false");
+			d->takeover = config_setting_get_bool(t);
+		}
+	}
+	return 0;
+}
+
 static int
 parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 {
 	config_setting_t *list = config_setting_get_member(root, "vms");
 	int		  n;
 
+	if (list == NULL && cf->ndiscover > 0)
+		return 0;	/* every VM discovered */
 	if (list == NULL)
-		return cerr(c, NULL, "vms", "required setting is missing");
+		return cerr(c, NULL, "vms", "required setting is missing "
+		    "(or a discover list)");
 	if (config_setting_type(list) != CONFIG_TYPE_LIST)
 		return cerr(c, list, "vms", "must be a list ( {...}, ... )");
 	n = config_setting_length(list);
+	if (n == 0 && cf->ndiscover > 0)
+		return 0;
 	if (n == 0)
 		return cerr(c, list, "vms", "no VM configured");
 	if ((cf->vms = calloc((size_t)n, sizeof(*cf->vms))) == NULL)
@@ -596,7 +699,8 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 
 static const char *const bridge_keys[] = { "host", "id", "state_dir",
     "max_message", "max_input_total", "backoff_min_ms", "backoff_max_ms", "greeting_timeout_ms",
-    "command_timeout_ms", "stats_interval_s", "status_interval_s", NULL };
+    "command_timeout_ms", "stats_interval_s", "status_interval_s",
+    "removed_vm_state", NULL };
 
 static int
 parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
@@ -635,6 +739,20 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 	    get_uint(c, g, "bridge", "status_interval_s",
 	    &cf->status_interval_s, 0, 86400) == -1))
 		return -1;
+	if (g != NULL && config_setting_get_member(g, "removed_vm_state")) {
+		char *rs = NULL;
+
+		if (get_str(c, g, "bridge", "removed_vm_state", &rs, 0) == -1)
+			return -1;
+		cf->removed_clear = strcmp(rs, "clear") == 0;
+		if (!cf->removed_clear && strcmp(rs, "keep") != 0) {
+			free(rs);
+			return cerr(c, config_setting_get_member(g,
+			    "removed_vm_state"), "bridge.removed_vm_state",
+			    "must be \"keep\" or \"clear\"");
+		}
+		free(rs);
+	}
 	cf->max_msg_bytes = (size_t)maxmsg;
 	cf->max_input_total = (size_t)maxtot;
 	if (cf->max_input_total < cf->max_msg_bytes)
@@ -882,7 +1000,7 @@ check_warnings(struct config *cf)
 }
 
 static const char *const root_keys[] = { "bridge", "mqtt", "vms", "takeover",
-    NULL };
+    "discover", NULL };
 
 struct config *
 config_load(const char *path, char *err, size_t errlen)
@@ -916,6 +1034,7 @@ config_load(const char *path, char *err, size_t errlen)
 	if (check_members(&c, root, "", root_keys) == -1 ||
 	    parse_bridge(&c, cf, root) == -1 ||
 	    parse_mqtt(&c, cf, root) == -1 ||
+	    parse_discover(&c, cf, root) == -1 ||
 	    parse_vms(&c, cf, root) == -1 ||
 	    parse_takeover(&c, cf, root) == -1) {
 		config_destroy(&lc);
@@ -944,6 +1063,16 @@ config_free(struct config *cf)
 		free(vm->peer_vm);
 	}
 	free(cf->vms);
+	for (size_t i = 0; i < cf->ndiscover; i++) {
+		struct config_discover *d = &cf->discover[i];
+		free(d->glob);
+		free(d->dir);
+		free(d->pattern);
+		free(d->host);
+		free(d->name);
+		free(d->peer);
+	}
+	free(cf->discover);
 	for (size_t i = 0; i < cf->nuris; i++)
 		free(cf->uris[i]);
 	free(cf->uris);

@@ -35,6 +35,23 @@ struct config_vm {
 	int		 line;		/* line in the file, for messages */
 };
 
+/*
+ * discover = ( { glob = "/run/qemu/NAME.qmp" (NAME: a pattern); host; name = "%s";
+ *   peer = "hv2/%s"; takeover = true; } ): every unix socket matching
+ * glob (wildcards in the file name only) is a VM; "%s" in name and peer
+ * is the file name without its extension.
+ */
+struct config_discover {
+	char		*glob;		/* as written */
+	char		*dir;		/* its directory */
+	char		*pattern;	/* its file name pattern (fnmatch) */
+	char		*host;		/* default bridge.host */
+	char		*name;		/* template; default "%s" */
+	char		*peer;		/* template "HOST/VM", or NULL */
+	int		 takeover;	/* -1: inherit, 0: off, 1: on */
+	int		 line;
+};
+
 struct config_takeover {
 	int		 enabled;	/* global default */
 	enum config_auth auth;
@@ -87,6 +104,9 @@ struct config {
 
 	struct config_vm *vms;
 	size_t		 nvms;
+	struct config_discover *discover;
+	size_t		 ndiscover;
+	int		 removed_clear;	/* bridge.removed_vm_state = "clear" */
 
 	/*
 	 * Valid but unsafe or fragile settings, one sentence each (without

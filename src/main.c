@@ -25,12 +25,15 @@
 
 static volatile sig_atomic_t	got_quit;
 static volatile sig_atomic_t	got_usr1;
+static volatile sig_atomic_t	got_hup;
 
 static void
 on_signal(int sig)
 {
 	if (sig == SIGUSR1)
 		got_usr1 = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
 	else
 		got_quit = sig;
 }
@@ -75,6 +78,34 @@ fd_limit(size_t nvms)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * SIGHUP: the configuration is read and checked whole; a valid one is
+ * applied (bridge_reload), an invalid one is logged and published, and
+ * the running one stays.  Returns the configuration in force.
+ */
+static struct config *
+reload(struct bridge *b, struct config *cf, const char *file)
+{
+	struct config	*ncf;
+	char		 err[1024];
+
+	log_info("SIGHUP: reloading %s", file);
+	if ((ncf = config_load(file, err, sizeof(err))) == NULL) {
+		log_warnx("reload refused, running configuration kept: %s",
+		    err);
+		bridge_config_error(b, err);
+		return cf;
+	}
+	for (size_t i = 0; i < ncf->nwarnings; i++)
+		log_warnx("warning: %s", ncf->warnings[i]);
+	if (bridge_reload(b, ncf) == -1) {
+		config_free(ncf);
+		return cf;
+	}
+	config_free(cf);
+	return ncf;
 }
 
 int
@@ -152,17 +183,20 @@ main(int argc, char *argv[])
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &block, &waitmask) == -1)
 		fatal("sigprocmask");
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
 	sigdelset(&waitmask, SIGUSR1);
+	sigdelset(&waitmask, SIGHUP);
 
 	if ((loop = loop_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -176,6 +210,12 @@ main(int argc, char *argv[])
 	while (!got_quit) {
 		if (loop_run_once(loop, -1) == -1)
 			fatalx("event loop failed");
+		if (got_hup) {
+			got_hup = 0;
+			notify_reloading();
+			cf = reload(b, cf, file);
+			notify_ready();
+		}
 		if (got_usr1) {
 			got_usr1 = 0;
 			bridge_publish_stats(b);

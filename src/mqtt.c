@@ -1601,6 +1601,10 @@ mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int flags)
 {
 	struct sub	*s;
 
+	for (s = m->subs; s != NULL; s = s->next)
+		if (strcmp(s->filter, filter) == 0 && s->qos == qos &&
+		    s->flags == flags)
+			return 0;	/* already there */
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->filter = strdup(filter)) == NULL) {
 		free(s);
@@ -1613,6 +1617,61 @@ mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int flags)
 	m->subs = s;
 	if (m->connected)
 		do_subscribe(m, s);
+	return 0;
+}
+
+int
+mqtt_unsubscribe(struct mqtt *m, const char *filter)
+{
+	struct sub	**sp, *s;
+
+	for (sp = &m->subs; (s = *sp) != NULL; sp = &s->next)
+		if (strcmp(s->filter, filter) == 0)
+			break;
+	if (s == NULL)
+		return 0;
+	*sp = s->next;
+	if (m->connected && m->cli != NULL) {
+		MQTTAsync_responseOptions ro =
+		    MQTTAsync_responseOptions_initializer;
+		int rc = MQTTAsync_unsubscribe(m->cli, filter, &ro);
+		if (rc != MQTTASYNC_SUCCESS)
+			log_warnx("mqtt: unsubscribe %s: %s", filter,
+			    MQTTAsync_strerror(rc));
+	}
+	free(s->filter);
+	free(s);
+	return 1;
+}
+
+int
+mqtt_reconfigure(struct mqtt *m, const struct config *cf,
+    const char *will_topic, const char *will_payload, int reconnect)
+{
+	char	*wt = NULL, *wp = NULL;
+
+	if (will_topic != NULL && ((wt = strdup(will_topic)) == NULL ||
+	    (wp = strdup(will_payload)) == NULL)) {
+		free(wt);
+		log_warnx("mqtt: out of memory");
+		return -1;
+	}
+	free(m->will_topic);
+	free(m->will_payload);
+	m->will_topic = wt;
+	m->will_payload = wp;
+	m->cf = cf;
+	m->keepalive = cf->keepalive_s;
+	if (!reconnect || m->stopping)
+		return 0;
+	/*
+	 * One clean reconnect: the old client sends DISCONNECT (no Last
+	 * Will), what was in flight is resent in order on the new one.
+	 */
+	log_info("mqtt: broker settings changed: reconnecting");
+	loop_timer_disarm(m->timer);
+	backoff_reset(&m->bo);
+	on_lost(m, "configuration reloaded", 1);
 	return 0;
 }
 

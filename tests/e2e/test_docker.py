@@ -2,9 +2,8 @@
 """The container image of docker/ built and run with podman.
 
 Opt-in: skipped (exit 77) unless QMP2MQTT_DOCKER_TEST=1 and podman is
-installed (see /work/shared/reference/containers.md for the packages:
-podman runc catatonit netavark aardvark-dns iptables uidmap debootstrap,
-with --no-install-recommends).
+installed (Debian packages: podman runc catatonit netavark aardvark-dns
+iptables uidmap debootstrap, with --no-install-recommends).
 
   QMP2MQTT_DOCKER_TEST=1 /usr/bin/python3 tests/e2e/test_docker.py
 
