@@ -6,6 +6,9 @@ set -eu
 PKGS="gcc make pkg-config libpaho-mqtt-dev libjson-c-dev libconfig-dev
 libcmocka-dev libssl-dev mosquitto mosquitto-clients qemu-system-x86
 python3 python3-paho-mqtt python3-jinja2 procps valgrind"
+# Manual pages (make man-lint, tests/e2e/test_systemd.py: mandoc -T lint)
+# and the unit check (systemd-analyze verify, in Debian's systemd package).
+PKGS="$PKGS mandoc systemd"
 # The fleet page's browser test (tests/e2e/test_web.py): Debian's chromium,
 # and node/npm unless an npm is there already (a nodesource nodejs ships
 # its own and conflicts with Debian's npm package).

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 
 #define SHUTDOWN_FLUSH_MS	5000
 #define FDS_RESERVED		64	/* broker, epoll, eventfd, Paho, logs */
@@ -41,9 +42,10 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: qmp2mqtt [-nvV] [-c file]\n"
+	    "usage: qmp2mqtt [-nsvV] [-c file]\n"
 	    "  -c file     configuration file (default %s)\n"
 	    "  -n          check the configuration and exit\n"
+	    "  -s          log to syslog (default: stderr)\n"
 	    "  -v          more logging (twice: log QMP traffic)\n"
 	    "  -V, --version  print the version and exit\n"
 	    "  -h, --help  this help\n"
@@ -121,15 +123,18 @@ main(int argc, char *argv[])
 	struct sigaction	 sa;
 	sigset_t		 block, waitmask;
 	char			 err[1024];
-	int			 ch, noaction = 0, verbose = 0;
+	int			 ch, noaction = 0, verbose = 0, use_syslog = 0;
 
-	while ((ch = getopt_long(argc, argv, "c:nvVh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:nsvVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
 			break;
 		case 'n':
 			noaction = 1;
+			break;
+		case 's':
+			use_syslog = 1;
 			break;
 		case 'v':
 			verbose++;
@@ -150,6 +155,7 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	log_init(verbose, "qmp2mqtt");
+	log_select(use_syslog);
 
 	if ((cf = config_load(file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "qmp2mqtt: %s\n", err);
@@ -197,13 +203,18 @@ main(int argc, char *argv[])
 	loop_set_sigmask(loop, &waitmask);
 	if ((b = bridge_new(loop, cf)) == NULL || bridge_start(b) == -1)
 		fatalx("cannot start the bridge");
+	if (notify_watchdog_start(loop) == -1)
+		fatalx("cannot start the watchdog timer");
+	notify_ready();
 
 	while (!got_quit) {
 		if (loop_run_once(loop, -1) == -1)
 			fatalx("event loop failed");
 		if (got_hup) {
 			got_hup = 0;
+			notify_reloading();
 			cf = reload(b, cf, file);
+			notify_ready();
 		}
 		if (got_usr1) {
 			got_usr1 = 0;
@@ -211,7 +222,9 @@ main(int argc, char *argv[])
 		}
 	}
 	log_info("signal %d: shutting down", (int)got_quit);
+	notify_stopping();
 	bridge_shutdown(b, SHUTDOWN_FLUSH_MS);
+	notify_watchdog_stop();
 	bridge_free(b);
 	loop_free(loop);
 	config_free(cf);
