@@ -77,16 +77,18 @@ def make_cert(d, name, ca, cn, sans=(), client=False):
 
 
 def make_pki(ctx, server_sans=("DNS:localhost", "IP:127.0.0.1"),
-             clients=(h.HOST,)):
+             clients=(h.HOST,), server_cn="localhost"):
     """A CA, a server certificate (CN localhost, the given SANs), one
     client certificate per CN in clients, and an unrelated second CA.
+    (OpenSSL falls back to the CN when no DNS name is among the SANs: a
+    certificate "for 127.0.0.1 only" needs another CN.)
     Returns a dict of paths: ca, ca_key, srv, srv_key, other_ca,
     client[CN] = (crt, key), dir."""
     require("openssl", "test certificates")
     d = ctx.subdir("pki")
     ca = make_ca(d)
     other = make_ca(d, "otherca", "some other CA")
-    srv = make_cert(d, "server", ca, "localhost", server_sans)
+    srv = make_cert(d, "server", ca, server_cn, server_sans)
     out = {"dir": d, "ca": ca[0], "ca_key": ca[1], "srv": srv[0],
            "srv_key": srv[1], "other_ca": other[0], "client": {}}
     for cn in clients:
