@@ -161,3 +161,120 @@ def write_secret(path, text, mode=0o600):
         f.write(text)
     os.chmod(path, mode)
     return path
+
+
+# ---------------------------------------------------------------- ejabberd
+
+EJ_YML = """\
+hosts: ["localhost"]
+loglevel: info
+auth_method: [anonymous]
+anonymous_protocol: login_anon
+listen:
+  - port: %(port)d
+    ip: "127.0.0.1"
+    module: mod_mqtt
+modules:
+  mod_mqtt: {}
+"""
+
+EJ_CTL = """\
+ERLANG_NODE=%(node)s
+INET_DIST_INTERFACE=127.0.0.1
+ERL_EPMD_ADDRESS=127.0.0.1
+"""
+
+
+class Ejabberd:
+    """A private ejabberd node (mod_mqtt on 127.0.0.1:port, anonymous
+    login: user names name@localhost, any password) in a directory of its
+    own readable to the ejabberd user (the test's temp dir is root-only).
+    start() returns once the MQTT port accepts."""
+
+    def __init__(self, ctx, name, port=None):
+        require("ejabberdctl", "clustered broker")
+        import pwd
+        import tempfile
+        self.ctx = ctx
+        self.port = port or h.free_port()
+        self.node = "%s@localhost" % name
+        self.dir = tempfile.mkdtemp(prefix="q2m-ej-%s-" % name)
+        uid = pwd.getpwnam("ejabberd")
+        for sub in ("spool", "log"):
+            os.makedirs(os.path.join(self.dir, sub))
+        with open(os.path.join(self.dir, "ejabberd.yml"), "w") as f:
+            f.write(EJ_YML % {"port": self.port})
+        with open(os.path.join(self.dir, "inetrc"), "w") as f:
+            f.write("{lookup,[file,native]}.\n")
+        with open(os.path.join(self.dir, "ejabberdctl.cfg"), "w") as f:
+            f.write(EJ_CTL % {"node": self.node})
+        for root, dirs, files in os.walk(self.dir):
+            for n in dirs + files + [""]:
+                os.chown(os.path.join(root, n), uid.pw_uid, uid.pw_gid)
+        self.logpath = os.path.join(self.dir, "log", "ejabberd.log")
+        self.proc = None
+        ctx.register(self)
+
+    def ctl_argv(self, *args):
+        return ["ejabberdctl", "--config-dir", self.dir, "--spool",
+                os.path.join(self.dir, "spool"), "--logs",
+                os.path.join(self.dir, "log")] + list(args)
+
+    def ctl(self, *args, timeout=60):
+        p = subprocess.run(self.ctl_argv(*args), capture_output=True,
+                           timeout=timeout * h.SLOW, cwd=self.dir)
+        return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+
+    def start(self, timeout=60):
+        self.proc = h.Proc("ejabberd-" + self.node,
+                           self.ctl_argv("foreground"),
+                           os.path.join(self.dir, "foreground.log"),
+                           cwd=self.dir)
+        self.wait_port(timeout)
+        return self
+
+    def wait_port(self, timeout=60):
+        for _ in h.deadline_loop(timeout * h.SLOW, 0.1):
+            if not self.proc.alive():
+                h.fail("ejabberd %s exited:\n%s" % (self.node, "".join(
+                    h.tail_file(self.proc.logpath) +
+                    h.tail_file(self.logpath))))
+            if h.port_accepts(self.port):
+                h.log("ejabberd %s up on %d" % (self.node, self.port))
+                return
+        h.fail("ejabberd %s: port %d not accepting within %ds" %
+               (self.node, self.port, timeout))
+
+    def stop(self):
+        """`ejabberdctl stop`, then the foreground process must end."""
+        self.ctl("stop", timeout=30)
+        if self.proc is not None and self.proc.wait(30) is None:
+            self.proc.kill()
+
+    def close(self):
+        if self.proc is not None and self.proc.alive():
+            try:
+                self.ctl("stop", timeout=20)
+            except Exception:
+                pass
+            if self.proc.wait(20) is None:
+                self.proc.kill()
+        # The BEAM runs as the ejabberd user under su: end what is left of
+        # this node only, by pid (its own directory is on its command line).
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if (self.dir + "/spool").encode() in cmd:
+                try:
+                    os.kill(int(pid), 9)
+                except OSError:
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs(self):
+        return [("ejabberd " + self.node, self.logpath)]
