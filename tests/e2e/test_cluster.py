@@ -4,8 +4,8 @@ loopback, private node names, ports and directories, joined with
 `ejabberdctl join_cluster`.
 
 Two bridges: hvA connected to node A (uri list [A, B]), hvB to node B
-([B, A]), simulated secondaries whose peer is a dead primary... not needed
-here: requests carry "force": true (auth acl).  Checked:
+([B, A]), simulated VMs without a peer: the request carries "force": true
+(auth acl) to pass the pair rules.  Checked:
 - a consumer on node A sees both hosts (availability, events);
 - a takeover request published on node A reaches hvB's VM (connected to
   node B): one heartbeat, result ok seen on node A;
