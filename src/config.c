@@ -502,65 +502,68 @@ parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 }
 
 /*
- * Reads the takeover key file.  It must be the file itself (not a
- * symbolic link), a regular file (a FIFO would hang the daemon: it is
- * opened non-blocking and refused), owned by the daemon's user or root,
- * unreadable to group and others, at most KEY_FILE_MAX bytes.  The key is
- * its bytes without trailing whitespace, at least KEY_MIN_BYTES.  0 or -1.
+ * Reads a private file (a key, a password): it must be the file itself
+ * (not a symbolic link), a regular file (a FIFO would hang the daemon: it
+ * is opened non-blocking and refused), owned by the daemon's user or root,
+ * unreadable to group and others, at most KEY_FILE_MAX bytes.  Its bytes
+ * go to buf (KEY_FILE_MAX + 1 bytes), their count to *lenp.  0 or -1 with
+ * an error naming key and path.
  */
 static int
-load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
+read_private_file(struct cctx *c, const config_setting_t *s, const char *key,
+    const char *what, const char *path, unsigned char *buf, size_t *lenp)
 {
-	static const char	*key = "takeover.key_file";
+	const char		*name = strrchr(key, '.') ? strrchr(key, '.') + 1 :
+				    key;
+
 	struct stat		 st;
-	unsigned char		 buf[KEY_FILE_MAX + 1];
 	size_t			 len = 0;
 	ssize_t			 n;
 	int			 fd;
 
-	if (lstat(t->key_file, &st) == -1)
-		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+	*lenp = 0;
+	if (lstat(path, &st) == -1)
+		return cerr(c, s, key, "%s: %s", path, strerror(errno));
 	if (S_ISLNK(st.st_mode))
-		return cerr(c, s, key, "%s is a symbolic link; key_file must "
-		    "name the key file itself", t->key_file);
-	if ((fd = open(t->key_file, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+		return cerr(c, s, key, "%s is a symbolic link; %s must name "
+		    "the %s itself", path, name, what);
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1)
-		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+		return cerr(c, s, key, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) == -1) {
 		close(fd);
-		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+		return cerr(c, s, key, "%s: %s", path, strerror(errno));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return cerr(c, s, key, "%s: not a regular file", t->key_file);
+		return cerr(c, s, key, "%s: not a regular file", path);
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
 		close(fd);
 		return cerr(c, s, key, "%s: owned by uid %lu, neither the "
-		    "daemon's user (uid %lu) nor root; chown it", t->key_file,
+		    "daemon's user (uid %lu) nor root; chown it", path,
 		    (unsigned long)st.st_uid, (unsigned long)geteuid());
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		close(fd);
 		return cerr(c, s, key, "%s: mode %04o lets group or others "
-		    "use it; chmod 600 it", t->key_file,
+		    "use it; chmod 600 it", path,
 		    (unsigned)(st.st_mode & 07777));
 	}
 	if (st.st_size > KEY_FILE_MAX) {
 		close(fd);
-		return cerr(c, s, key, "%s: larger than %d bytes: not a key "
-		    "file?", t->key_file, KEY_FILE_MAX);
+		return cerr(c, s, key, "%s: larger than %d bytes: not a %s?",
+		    path, KEY_FILE_MAX, what);
 	}
 	/* Read it whole: it may have grown since fstat. */
-	while (len < sizeof(buf)) {
-		n = read(fd, buf + len, sizeof(buf) - len);
+	while (len < KEY_FILE_MAX + 1) {
+		n = read(fd, buf + len, KEY_FILE_MAX + 1 - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
 			close(fd);
-			explicit_bzero(buf, sizeof(buf));
-			return cerr(c, s, key, "%s: %s", t->key_file,
-			    strerror(errno));
+			explicit_bzero(buf, KEY_FILE_MAX + 1);
+			return cerr(c, s, key, "%s: %s", path, strerror(errno));
 		}
 		if (n == 0)
 			break;
@@ -568,10 +571,27 @@ load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
 	}
 	close(fd);
 	if (len > KEY_FILE_MAX) {
-		explicit_bzero(buf, sizeof(buf));
-		return cerr(c, s, key, "%s: larger than %d bytes: not a key "
-		    "file?", t->key_file, KEY_FILE_MAX);
+		explicit_bzero(buf, KEY_FILE_MAX + 1);
+		return cerr(c, s, key, "%s: larger than %d bytes: not a %s?",
+		    path, KEY_FILE_MAX, what);
 	}
+	*lenp = len;
+	return 0;
+}
+
+/*
+ * Reads the takeover key file (see read_private_file).  The key is its
+ * bytes without trailing whitespace, at least KEY_MIN_BYTES.  0 or -1.
+ */
+static int
+load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
+{
+	static const char	*key = "takeover.key_file";
+	unsigned char		 buf[KEY_FILE_MAX + 1];
+	size_t			 len;
+
+	if (read_private_file(c, s, key, "key file", t->key_file, buf, &len) == -1)
+		return -1;
 	while (len > 0 && isspace(buf[len - 1]))
 		len--;
 	if (len < KEY_MIN_BYTES) {
@@ -586,6 +606,41 @@ load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
 	}
 	memcpy(t->key, buf, len);
 	t->key_len = len;
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/*
+ * Reads mqtt.password_file (see read_private_file) into cf->password: its
+ * content without the trailing newline (LF or CRLF); not empty, no NUL
+ * byte.  0 or -1.
+ */
+static int
+load_password(struct cctx *c, const config_setting_t *s, struct config *cf)
+{
+	static const char	*key = "mqtt.password_file";
+	unsigned char		 buf[KEY_FILE_MAX + 1];
+	size_t			 len;
+
+	if (read_private_file(c, s, key, "password file", cf->password_file,
+	    buf, &len) == -1)
+		return -1;
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len == 0 || memchr(buf, '\0', len) != NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "%s: %s", cf->password_file, len == 0 ?
+		    "empty: the file holds the password (one line)" :
+		    "contains a NUL byte");
+	}
+	if ((cf->password = malloc(len + 1)) == NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "out of memory");
+	}
+	memcpy(cf->password, buf, len);
+	cf->password[len] = '\0';
 	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }
@@ -807,7 +862,7 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 }
 
 static const char *const mqtt_keys[] = { "uri", "client_id", "username",
-    "password", "keepalive", "qos", "version", "base_topic", "buffer_max",
+    "password", "password_file", "keepalive", "qos", "version", "base_topic", "buffer_max",
     "inflight_max", "tcp_nodelay", "tls", NULL };
 static const char *const tls_keys[] = { "cafile", "capath", "certfile",
     "keyfile", "verify", NULL };
@@ -915,9 +970,24 @@ parse_mqtt(struct cctx *c, struct config *cf, const config_setting_t *root)
 		    "mqtt.client_id", "must be 1 to 256 bytes");
 	if (cf->bridge_id == NULL)
 		cf->bridge_id = xstrdup(cf->client_id);
+	if (get_str(c, g, "mqtt", "password_file", &cf->password_file, 0) == -1)
+		return -1;
+	if (cf->password_file != NULL && cf->password != NULL)
+		return cerr(c, config_setting_get_member(g, "password_file"),
+		    "mqtt.password_file", "set together with mqtt.password; "
+		    "keep only password_file");
 	if (cf->password != NULL && cf->username == NULL)
 		return cerr(c, config_setting_get_member(g, "password"),
 		    "mqtt.password", "set without mqtt.username");
+	if (cf->password_file != NULL && cf->username == NULL)
+		return cerr(c, config_setting_get_member(g, "password_file"),
+		    "mqtt.password_file", "set without mqtt.username");
+	if (cf->password != NULL)
+		cf->password_inline = 1;
+	else if (cf->password_file != NULL &&
+	    load_password(c, config_setting_get_member(g, "password_file"),
+	    cf) == -1)
+		return -1;
 
 	if ((tls = get_group(c, g, "tls")) != NULL) {
 		if (check_members(c, tls, "mqtt.tls", tls_keys) == -1 ||
@@ -1004,6 +1074,15 @@ check_warnings(struct config *cf)
 		    "without a username or TLS client certificate: the broker "
 		    "cannot apply an ACL to anyone; see README 'Safe fleet "
 		    "set-up'");
+	if (cf->password_inline)
+		add_warning(cf, "mqtt.password is written in the configuration "
+		    "file: prefer mqtt.password_file (a file of mode 0600 "
+		    "holding the password)");
+	if (!cf->tls_verify)
+		add_warning(cf, "mqtt.tls.verify = false: the broker's "
+		    "certificate and host name are not checked, so anyone on "
+		    "the path can pose as the broker (and receive the "
+		    "password); use mqtt.tls.cafile / capath instead");
 	if (any && cf->mqtt_version == 3)
 		add_warning(cf, "takeover is enabled with mqtt.version = 3: "
 		    "MQTT 3.1.1 cannot mark retained takeover requests "
@@ -1121,7 +1200,10 @@ config_free(struct config *cf)
 	free(cf->state_dir);
 	free(cf->client_id);
 	free(cf->username);
+	if (cf->password != NULL)
+		explicit_bzero(cf->password, strlen(cf->password));
 	free(cf->password);
+	free(cf->password_file);
 	free(cf->base_topic);
 	free(cf->cafile);
 	free(cf->capath);

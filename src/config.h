@@ -92,7 +92,9 @@ struct config {
 	size_t		 nuris;
 	char		*client_id;
 	char		*username;
-	char		*password;
+	char		*password;	/* inline, or read from password_file */
+	char		*password_file;
+	int		 password_inline;	/* mqtt.password was set */
 	int		 keepalive_s;
 	int		 qos;
 	int		 mqtt_version;	/* 3 (3.1.1) or 5 */
