@@ -641,6 +641,7 @@ bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 
 	b->stopping = 1;	/* no new takeover from here on */
 	b->cmd.stopping = 1;
+	discover_stop(b->disc);	/* the set stays as it is */
 	loop_timer_disarm(b->stats_timer);
 	loop_timer_disarm(b->health_timer);
 	/* A takeover still running gets an answer, not silence. */

@@ -37,6 +37,7 @@ struct discover {
 	struct config_vm	**vm;		/* the current set */
 	size_t			 n;
 	struct ratelim		 log;
+	int			 stopped;	/* discover_stop() */
 };
 
 static void
@@ -207,6 +208,9 @@ discover_rescan(struct discover *ds)
 	size_t			  nn = 0, cap = 0, nold = ds->n;
 	int			  changed = 0;
 
+	if (ds->stopped)
+		return;
+
 	for (size_t i = 0; i < ds->cf->ndiscover; i++)
 		scan_one(ds, &ds->cf->discover[i], &nv, &nn, &cap);
 	/* Keep the address of every entry that did not change. */
@@ -365,6 +369,22 @@ discover_reconfigure(struct discover *ds, const struct config *cf)
 	ds->cf = cf;
 	watch(ds);
 	discover_rescan(ds);
+}
+
+void
+discover_stop(struct discover *ds)
+{
+	if (ds == NULL)
+		return;
+	loop_timer_disarm(ds->settle);
+	loop_timer_disarm(ds->rescan);
+	unwatch(ds);
+	if (ds->fd != -1) {
+		loop_fd_del(ds->loop, ds->fd);
+		close(ds->fd);
+		ds->fd = -1;
+	}
+	ds->stopped = 1;
 }
 
 size_t

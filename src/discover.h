@@ -41,5 +41,10 @@ size_t		 discover_count(const struct discover *);
 const struct config_vm *discover_get(const struct discover *, size_t i);
 /* Rescans now (the callback runs if the set changed). */
 void		 discover_rescan(struct discover *);
+/*
+ * Stops watching and rescanning (shutdown): the set, and every entry a VM
+ * may point to, stays as it is until discover_free().
+ */
+void		 discover_stop(struct discover *);
 
 #endif
