@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "rec.h"
 #include "spool.h"
 
 #define SPOOL_HDR	20
@@ -110,35 +111,6 @@ write_ok(struct spool *s)
 	s->write_failing = 0;
 }
 
-static uint32_t
-crc32(uint32_t crc, const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-
-	crc = ~crc;
-	while (len--) {
-		crc ^= *p++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
-	}
-	return ~crc;
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
 /* Builds one record into a new buffer; *len gets its size.  NULL: no memory. */
 static unsigned char *
 build(char kind, uint64_t id, const char *topic, const void *payload,
@@ -154,14 +126,14 @@ build(char kind, uint64_t id, const char *topic, const void *payload,
 	b[1] = (unsigned char)qos;
 	b[2] = (unsigned char)flags;
 	b[3] = 0;
-	put32(b + 4, (uint32_t)tlen);
-	put32(b + 8, (uint32_t)plen);
+	rec_put32(b + 4, (uint32_t)tlen);
+	rec_put32(b + 8, (uint32_t)plen);
 	memcpy(b + 12, &id, 8);
 	if (tlen)
 		memcpy(b + SPOOL_HDR, topic, tlen);
 	if (plen)
 		memcpy(b + SPOOL_HDR + tlen, payload, plen);
-	put32(b + n - 4, crc32(0, b, n - 4));
+	rec_put32(b + n - 4, rec_crc32(0, b, n - 4));
 	*len = n;
 	return b;
 }
@@ -177,25 +149,6 @@ cut_back(struct spool *s)
 	if (ftruncate(s->fd, (off_t)s->size) == -1 ||
 	    lseek(s->fd, (off_t)s->size, SEEK_SET) == -1)
 		log_warn("spool %s: cannot cut a partial record", s->path);
-}
-
-/* write(2) all of buf.  0, or -1. */
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static void
@@ -242,8 +195,8 @@ recover(struct spool *s)
 			clean = got == 0 && feof(f);
 			break;
 		}
-		tlen = get32(hdr + 4);
-		plen = get32(hdr + 8);
+		tlen = rec_get32(hdr + 4);
+		plen = rec_get32(hdr + 8);
 		memcpy(&id, hdr + 12, 8);
 		if ((hdr[0] != 'M' && hdr[0] != 'A') || tlen > SPOOL_TOPIC_MAX ||
 		    plen > SPOOL_MSG_MAX || id == 0)
@@ -256,8 +209,8 @@ recover(struct spool *s)
 			free(b);
 			break;
 		}
-		crc = get32(b + n - 4);
-		if (crc != crc32(0, b, n - 4)) {
+		crc = rec_get32(b + n - 4);
+		if (crc != rec_crc32(0, b, n - 4)) {
 			free(b);
 			break;
 		}
@@ -485,7 +438,7 @@ spool_append(struct spool *s, const char *topic, const void *payload,
 	}
 	if ((b = build('M', id, topic, payload, len, qos, flags, &n)) == NULL)
 		return 0;
-	if (write_all(s->fd, b, n) == -1) {
+	if (rec_write_all(s->fd, b, n) == -1) {
 		write_failed(s, "message", errno);
 		cut_back(s);
 		free(b);
@@ -504,7 +457,7 @@ spool_flush(struct spool *s)
 {
 	if (s->alen == 0 || s->fd == -1)
 		return;
-	if (write_all(s->fd, s->abuf, s->alen) == 0) {
+	if (rec_write_all(s->fd, s->abuf, s->alen) == 0) {
 		s->size += s->alen;
 		write_ok(s);
 	} else {
@@ -566,7 +519,7 @@ spool_compact_add(struct spool *s, uint64_t id, const char *topic,
 		return -1;
 	if ((b = build('M', id, topic, payload, len, qos, flags, &n)) == NULL)
 		return -1;
-	r = write_all(s->cfd, b, n);
+	r = rec_write_all(s->cfd, b, n);
 	free(b);
 	if (r == -1) {
 		write_failed(s, "compaction", errno);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "rec.h"
 #include "tkstore.h"
 
 #define MAGIC		"QTK1"
@@ -47,69 +48,6 @@ struct tkstore {
 	uint64_t	 live_bytes;	/* sum of ents[].len */
 };
 
-static uint32_t
-crc32(uint32_t crc, const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-
-	crc = ~crc;
-	while (len--) {
-		crc ^= *p++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
-	}
-	return ~crc;
-}
-
-static void
-put16(unsigned char *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static uint16_t
-get16(const unsigned char *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-/* write(2) all of buf.  0, or -1. */
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* 1 if 0 < |s| <= FIELD_MAX, else 0; *n gets strlen(s). */
 static int
 field_ok(const char *s, size_t *n)
@@ -136,17 +74,17 @@ build(const char *host, const char *vm, const char *id,
 	if ((b = malloc(n)) == NULL)
 		return NULL;
 	memcpy(b, MAGIC, 4);
-	put32(b + 4, (uint32_t)body);
+	rec_put32(b + 4, (uint32_t)body);
 	p = b + HDR;
 	memcpy(p, &rec, 8);
 	memcpy(p + 8, digest, 32);
-	put16(p + 40, (uint16_t)hl);
-	put16(p + 42, (uint16_t)vl);
-	put16(p + 44, (uint16_t)il);
+	rec_put16(p + 40, (uint16_t)hl);
+	rec_put16(p + 42, (uint16_t)vl);
+	rec_put16(p + 44, (uint16_t)il);
 	memcpy(p + BODY_FIXED, host, hl);
 	memcpy(p + BODY_FIXED + hl, vm, vl);
 	memcpy(p + BODY_FIXED + hl + vl, id, il);
-	put32(b + n - 4, crc32(0, b, n - 4));
+	rec_put32(b + n - 4, rec_crc32(0, b, n - 4));
 	*len = n;
 	return b;
 }
@@ -166,18 +104,18 @@ check_rec(const unsigned char *b, size_t avail)
 		return memcmp(b, MAGIC, avail) == 0 ? 0 : -1;
 	if (memcmp(b, MAGIC, 4) != 0)
 		return -1;
-	body = get32(b + 4);
+	body = rec_get32(b + 4);
 	if (body < BODY_FIXED || body > BODY_MAX)
 		return -1;
 	n = HDR + (size_t)body + 4;
 	if (n > avail)
 		return 0;
-	if (get32(b + n - 4) != crc32(0, b, n - 4))
+	if (rec_get32(b + n - 4) != rec_crc32(0, b, n - 4))
 		return -1;
-	if ((size_t)get16(b + HDR + 40) + get16(b + HDR + 42) +
-	    get16(b + HDR + 44) + BODY_FIXED != body ||
-	    get16(b + HDR + 40) == 0 || get16(b + HDR + 42) == 0 ||
-	    get16(b + HDR + 44) == 0)
+	if ((size_t)rec_get16(b + HDR + 40) + rec_get16(b + HDR + 42) +
+	    rec_get16(b + HDR + 44) + BODY_FIXED != body ||
+	    rec_get16(b + HDR + 40) == 0 || rec_get16(b + HDR + 42) == 0 ||
+	    rec_get16(b + HDR + 44) == 0)
 		return -1;
 	return (long)n;
 }
@@ -373,8 +311,8 @@ tkstore_load(struct tkstore *st, struct tk_cache *cache, int64_t now_us,
 	while (off < len) {
 		if ((r = check_rec(buf + off, len - off)) > 0) {
 			const unsigned char *b = buf + off + HDR;
-			size_t hl = get16(b + 40), vl = get16(b + 42);
-			size_t il = get16(b + 44);
+			size_t hl = rec_get16(b + 40), vl = rec_get16(b + 42);
+			size_t il = rec_get16(b + 44);
 			char *h, *v, *i;
 			struct ent tmp;
 
@@ -442,7 +380,7 @@ tkstore_record(struct tkstore *st, const char *host, const char *vm,
 	if (st == NULL || st->fd == -1 ||
 	    (b = build(host, vm, id, digest, now_us, &len)) == NULL)
 		return -1;
-	if (write_all(st->fd, b, len) == -1) {
+	if (rec_write_all(st->fd, b, len) == -1) {
 		log_warn("tkstore %s: write", st->path);
 		/* A partial record would hide the ones after it. */
 		if (ftruncate(st->fd, (off_t)st->size) == -1)
@@ -498,7 +436,7 @@ tkstore_compact(struct tkstore *st, int64_t now_us)
 		return -1;
 	}
 	for (size_t i = 0; i < st->nents; i++) {
-		if (write_all(fd, st->ents[i].raw, st->ents[i].len) == -1)
+		if (rec_write_all(fd, st->ents[i].raw, st->ents[i].len) == -1)
 			goto fail;
 		size += st->ents[i].len;
 	}
