@@ -588,6 +588,11 @@ def test_build_stack_images(ctx):
     check(image_exists(BASE_IMAGE), "no base image %s" % BASE_IMAGE)
     build_image(ctx, MOSQUITTO_IMAGE, "mosquitto/Dockerfile", "mosquitto")
     build_image(ctx, COLO_DEMO_IMAGE, "colo-demo/Dockerfile", "colo-demo")
+    # Rebuilds leave the old build stages as untagged images (about 350 MB
+    # each): those of the last day stay (they are the layer cache).
+    rc, out, err = podman("image", "prune", "-f", "--filter", "until=24h",
+                          timeout=120)
+    check_eq(rc, 0, "podman image prune (%s)" % err.strip())
 
 
 class PodmanService:
