@@ -719,25 +719,23 @@ class Stack:
         except h.TestFailure as e:
             print("docker-compose down: %s" % e)
         # Whatever docker-compose left (or could not reach) goes too.
-        label = "label=com.docker.compose.project=%s" % self.project
-        for kind, ls, rm in (
-                ("container", ["ps", "-a"], ["rm", "-f", "-t", "5"]),
-                ("volume", ["volume", "ls"], ["volume", "rm", "-f"]),
-                ("network", ["network", "ls"], ["network", "rm", "-f"])):
-            try:
-                rc, out, _ = podman(*ls, "-q", "--filter", label,
-                                    timeout=30)
-                names = out.split()
-                if kind == "network" and not names:
-                    rc2, _, _ = podman("network", "exists", self.network,
-                                       timeout=30)
-                    names = [self.network] if rc2 == 0 else []
-                if names:
-                    print("left over after docker-compose down: %s %s" %
-                          (kind, " ".join(names)))
-                    podman(*rm, *names, timeout=60)
-            except h.TestFailure as e:
-                print("cleanup of %ss: %s" % (kind, e))
+        remove_project(self.project)
+
+    @staticmethod
+    def remove_stale():
+        """Projects of earlier runs killed before their clean-up (SIGKILL):
+        q2m-e2e-PID with PID gone."""
+        try:
+            rc, out, _ = podman(
+                "ps", "-a", "--filter", "label=com.docker.compose.project",
+                "--format", '{{index .Labels "com.docker.compose.project"}}',
+                timeout=30)
+        except h.TestFailure:
+            return
+        for proj in sorted(set(out.split())):
+            m = re.match(r"^q2m-e2e-(\d+)$", proj)
+            if m and not os.path.exists("/proc/" + m.group(1)):
+                remove_project(proj)
 
     def logs(self):
         if self.upped:
@@ -748,6 +746,28 @@ class Stack:
         return [("container " + svc,
                  os.path.join(self.ctx.dir, svc + ".log"))
                 for svc in self.SERVICES]
+
+
+def remove_project(project):
+    """Removes every container, volume and network of a compose project."""
+    label = "label=com.docker.compose.project=%s" % project
+    for kind, ls, rm in (
+            ("container", ["ps", "-a"], ["rm", "-f", "-t", "5"]),
+            ("volume", ["volume", "ls"], ["volume", "rm", "-f"]),
+            ("network", ["network", "ls"], ["network", "rm", "-f"])):
+        try:
+            rc, out, _ = podman(*ls, "-q", "--filter", label, timeout=30)
+            names = out.split()
+            if kind == "network" and not names:
+                net = "%s_default" % project
+                rc2, _, _ = podman("network", "exists", net, timeout=30)
+                names = [net] if rc2 == 0 else []
+            if names:
+                print("left over of project %s: %s %s" %
+                      (project, kind, " ".join(names)))
+                podman(*rm, *names, timeout=60)
+        except h.TestFailure as e:
+            print("cleanup of %ss: %s" % (kind, e))
 
 
 class AuthSubscriber(h.Subscriber):
@@ -808,6 +828,7 @@ def test_compose_stack(ctx):
           "docker-compose not installed")
     h.require_paho()
     t0 = time.monotonic()
+    Stack.remove_stale()
     port = h.free_port()
     service = PodmanService(ctx).start()
     stack = Stack(ctx, service, port)
