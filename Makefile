@@ -6,7 +6,9 @@
 #   make run        install what is missing, run the live demo
 #   make bench      the benchmark (prints figures, asserts nothing)
 #   make fuzz       build and briefly run the libFuzzer targets (clang)
-#   make install    install into $(DESTDIR)$(PREFIX)
+#   make interop    the bridge against mosquitto, ejabberd, RabbitMQ, aedes
+#   make install    install into $(DESTDIR)$(PREFIX) (and /etc/qmp2mqtt)
+#   make man-lint   check the manual pages with mandoc -T lint
 
 SHELL	:= /bin/bash
 PREFIX	?= /usr/local
@@ -34,9 +36,9 @@ else
 B	 = build/std
 endif
 
-LIB_SRC	 = log.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
+LIB_SRC	 = log.c notify.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c qmp.c \
 	   takeover.c tkstore.c failover.c spool.c vmstate.c \
-	   mqtt.c peer.c vm.c command.c stats.c bridge.c
+	   mqtt.c peer.c vm.c command.c stats.c fleet.c discover.c bridge.c hass.c
 LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -128,17 +130,46 @@ fuzz:
 -include tests/bench/bench.mk
 # The one-hour soak (make soak; not part of make test).
 -include tests/soak/soak.mk
+# The broker compatibility run (make interop; not part of make test).
+-include tests/interop/interop.mk
+
+# Binaries, manual pages, the systemd unit (ExecStart pointed at
+# $(PREFIX)/bin), the example configuration in the doc directory, and
+# $(SYSCONFDIR)/qmp2mqtt/qmp2mqtt.conf from it only when there is none.
+SYSCONFDIR ?= /etc
+UNITDIR	   ?= $(PREFIX)/lib/systemd/system
+MANDIR	   ?= $(PREFIX)/share/man
+MAN1	 = man/qmp2mqtt-ctl.1
+MAN5	 = man/qmp2mqtt.conf.5
+MAN8	 = man/qmp2mqtt.8
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/qmp2mqtt
 	install -m 0755 $(B)/qmp2mqtt $(DESTDIR)$(PREFIX)/bin/qmp2mqtt
 	install -m 0755 $(B)/qmp2mqtt-ctl $(DESTDIR)$(PREFIX)/bin/qmp2mqtt-ctl
 	install -m 0644 config/qmp2mqtt.conf README.md $(DESTDIR)$(PREFIX)/share/doc/qmp2mqtt/
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' \
+	    -e 's|/etc/qmp2mqtt/|$(SYSCONFDIR)/qmp2mqtt/|g' \
+	    config/qmp2mqtt.service > $(DESTDIR)$(UNITDIR)/qmp2mqtt.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/qmp2mqtt.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/qmp2mqtt.service.tmp $(DESTDIR)$(UNITDIR)/qmp2mqtt.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/qmp2mqtt/qmp2mqtt.conf || \
+	    install -m 0640 config/qmp2mqtt.conf $(DESTDIR)$(SYSCONFDIR)/qmp2mqtt/qmp2mqtt.conf
+
+# The manual pages must be clean under mandoc's linter (warnings and up).
+man-lint:
+	mandoc -T lint -W warning $(MAN1) $(MAN5) $(MAN8)
 
 clean:
 	rm -rf build
 
-.PHONY: all units deps test check run install clean fuzz fuzz-build
+.PHONY: all units deps test check run install man-lint clean fuzz fuzz-build
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # The live fleet page (web/README.md): the page's files and the browser build

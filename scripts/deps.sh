@@ -5,7 +5,15 @@
 set -eu
 PKGS="gcc make pkg-config libpaho-mqtt-dev libjson-c-dev libconfig-dev
 libcmocka-dev libssl-dev mosquitto mosquitto-clients qemu-system-x86
-python3 python3-paho-mqtt procps valgrind"
+python3 python3-paho-mqtt python3-jinja2 procps valgrind"
+# Manual pages (make man-lint, tests/e2e/test_systemd.py: mandoc -T lint)
+# and the unit check (systemd-analyze verify, in Debian's systemd package).
+PKGS="$PKGS mandoc systemd"
+# Secured and clustered brokers (tests/e2e/test_tls.py, test_cluster.py):
+# openssl makes the test PKI, ejabberd is the clustered broker.  The
+# Debian package may start its own ejabberd service; the tests use
+# private nodes (own names, ports, dirs) and never touch it.
+PKGS="$PKGS openssl ejabberd"
 # The fleet page's browser test (tests/e2e/test_web.py): Debian's chromium,
 # and node/npm unless an npm is there already (a nodesource nodejs ships
 # its own and conflicts with Debian's npm package).

@@ -14,6 +14,9 @@
 #include "bridge.h"
 #include "command.h"
 #include "config.h"
+#include "discover.h"
+#include "fleet.h"
+#include "hass.h"
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
@@ -24,52 +27,28 @@
 #include "topic.h"
 #include "vm.h"
 
-/*
- * (host, vm) -> VM, open addressing.  One table for the VMs this bridge
- * serves (commands, clashes), one for the remote peers they follow (the
- * same peer may be followed by several VMs: lookups walk every match).
- */
-struct vmindex {
-	struct vm	**slot;
-	size_t		  mask;
-};
-
 struct bridge {
 	struct loop		*loop;
 	const struct config	*cf;
 	struct mqtt		*mqtt;
-	struct vm		*vms;
-	size_t			 nvms;
+	struct fleet		*fleet;
+	struct discover		*disc;		/* NULL without discover */
 	struct vm_env		 env;
 	struct cmd_ctx		 cmd;
-	struct vmindex		 own;		/* by cv->host, cv->name */
-	struct vmindex		 peers;		/* by cv->peer_host, peer_vm */
-	struct vm		**remote;	/* VMs with a remote peer */
-	size_t			 nremote;
 	uint64_t		 started_ms;
+	int			 started;	/* bridge_start() ran */
 	char			 t_bstate[TOPIC_MAX];
 	char			 t_stats[TOPIC_MAX];
 	char			*offline_payload;
+	char			*config_error;	/* last reload refused, or NULL */
 	struct loop_timer	*stats_timer;
 	struct spool		*spool;
+	struct loop_timer	*health_timer;
+	int			 problems;	/* as last published */
 	int			 stopping;	/* bridge_shutdown() began */
 	struct ratelim		 peer_log;	/* bad payloads on peer topics */
+	struct hass		*hass;		/* homeassistant: NULL when off */
 };
-
-/* --- the VM indexes ---------------------------------------------- */
-
-static uint64_t
-key_hash(const char *host, size_t hl, const char *vm, size_t vl)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < hl; i++)
-		h = (h ^ (unsigned char)host[i]) * 0x100000001b3ULL;
-	h = (h ^ '/') * 0x100000001b3ULL;
-	for (size_t i = 0; i < vl; i++)
-		h = (h ^ (unsigned char)vm[i]) * 0x100000001b3ULL;
-	return h;
-}
 
 static int
 same(const char *s, const char *p, size_t len)
@@ -77,77 +56,29 @@ same(const char *s, const char *p, size_t len)
 	return strlen(s) == len && memcmp(s, p, len) == 0;
 }
 
-static int
-index_init(struct vmindex *ix, size_t n)
-{
-	size_t cap = 16;
-
-	while (cap < n * 2)
-		cap <<= 1;
-	if ((ix->slot = calloc(cap, sizeof(*ix->slot))) == NULL)
-		return -1;
-	ix->mask = cap - 1;
-	return 0;
-}
-
-static void
-index_add(struct vmindex *ix, struct vm *v, const char *host,
-    const char *name)
-{
-	size_t i = key_hash(host, strlen(host), name, strlen(name)) & ix->mask;
-
-	while (ix->slot[i] != NULL)
-		i = (i + 1) & ix->mask;
-	ix->slot[i] = v;
-}
+/* --- the bridge's own topics ------------------------------------- */
 
 /*
- * Calls fn for every VM stored under (host, vm); peer: the key is the
- * VM's peer, not its own name.  Returns how many matched.
+ * What makes the bridge "degraded": it runs, but cannot keep a promise of
+ * README's "Behaviour under faults" (a full or failing state_dir disk).
  */
-static size_t
-index_each(const struct vmindex *ix, int peer, const char *host, size_t hl,
-    const char *vm, size_t vl, void (*fn)(struct vm *, void *), void *arg)
+#define PROB_SPOOL_WRITE	0x01	/* events kept in memory only */
+#define PROB_SPOOL_COMPACT	0x02	/* the spool cannot be compacted */
+#define PROB_STATE_SAVE		0x04	/* a VM's state cannot be saved */
+
+static int
+bridge_problems(const struct bridge *b)
 {
-	size_t	i, n = 0;
+	int	p = 0, sp = b->spool != NULL ? spool_problems(b->spool) : 0;
 
-	if (ix->slot == NULL)
-		return 0;
-	for (i = key_hash(host, hl, vm, vl) & ix->mask; ix->slot[i] != NULL;
-	    i = (i + 1) & ix->mask) {
-		struct vm	*v = ix->slot[i];
-		const char	*h = peer ? v->cv->peer_host : v->cv->host;
-		const char	*m = peer ? v->cv->peer_vm : v->cv->name;
-
-		if (same(h, host, hl) && same(m, vm, vl)) {
-			n++;
-			if (fn != NULL)
-				fn(v, arg);
-		}
-	}
-	return n;
+	if (sp & SPOOL_WRITE_FAILING)
+		p |= PROB_SPOOL_WRITE;
+	if (sp & SPOOL_COMPACT_FAILING)
+		p |= PROB_SPOOL_COMPACT;
+	if (b->env.state_failing > 0)
+		p |= PROB_STATE_SAVE;
+	return p;
 }
-
-static void
-first_vm(struct vm *v, void *arg)
-{
-	struct vm **out = arg;
-
-	if (*out == NULL)
-		*out = v;
-}
-
-static struct vm *
-find_own(struct bridge *b, const char *host, size_t hl, const char *vm,
-    size_t vl)
-{
-	struct vm *v = NULL;
-
-	index_each(&b->own, 0, host, hl, vm, vl, first_vm, &v);
-	return v;
-}
-
-/* --- the bridge's own topics ------------------------------------- */
 
 static void
 publish_bridge_state(struct bridge *b)
@@ -169,9 +100,29 @@ publish_bridge_state(struct bridge *b)
 	    json_object_new_int64(b->env.started_us));
 	json_object_object_add(o, "instance",
 	    json_object_new_string(b->env.instance));
-	json_object_object_add(o, "vms", json_object_new_int64((int64_t)b->nvms));
+	json_object_object_add(o, "vms",
+	    json_object_new_int64((int64_t)fleet_count(b->fleet)));
 	json_object_object_add(o, "warnings",
 	    json_object_new_int64((int64_t)b->cf->nwarnings));
+	{
+		json_object *pa = json_object_new_array();
+
+		b->problems = bridge_problems(b);
+		if (b->problems & PROB_SPOOL_WRITE)
+			json_object_array_add(pa,
+			    json_object_new_string("spool_write_failed"));
+		if (b->problems & PROB_SPOOL_COMPACT)
+			json_object_array_add(pa,
+			    json_object_new_string("spool_compaction_failed"));
+		if (b->problems & PROB_STATE_SAVE)
+			json_object_array_add(pa,
+			    json_object_new_string("state_save_failed"));
+		json_object_object_add(o, "degraded",
+		    json_object_new_boolean(b->problems != 0));
+		json_object_object_add(o, "problems", pa);
+		json_object_object_add(o, "config_error", b->config_error ?
+		    json_object_new_string(b->config_error) : NULL);
+	}
 	if ((s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len)) != NULL)
 		mqtt_publish(b->mqtt, b->t_bstate, s, len, 1,
@@ -193,11 +144,49 @@ bridge_publish_stats(struct bridge *b)
 	src.env = &b->env;
 	src.cmd = &b->cmd;
 	src.mqtt = b->mqtt;
-	src.vms = b->vms;
-	src.nvms = b->nvms;
+	src.vms = fleet_vms(b->fleet);
+	src.nvms = fleet_count(b->fleet);
 	src.started_ms = b->started_ms;
 	src.topic = b->t_stats;
+	src.spool = b->spool;
 	stats_publish(&src);
+}
+
+/*
+ * Once a second: retries failed state saves; when the problems changed,
+ * says so (log, and the retained bridge/state).  Failures are noticed
+ * where they happen (spool, state saves); this publishes them, at most
+ * once a second.
+ */
+#define HEALTH_MS	1000
+
+static void
+health_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct bridge	*b = arg;
+	int		 p;
+
+	/* Failed state saves are retried (until one fails again). */
+	for (size_t i = 0; i < fleet_count(b->fleet) &&
+	    b->env.state_failing > 0; i++)
+		if (fleet_vm(b->fleet, i)->save_failed &&
+		    vm_save(fleet_vm(b->fleet, i)) == -1)
+			break;
+	p = bridge_problems(b);
+	if (p != b->problems) {
+		if (p != 0)
+			log_warnx("bridge degraded:%s%s%s",
+			    p & PROB_SPOOL_WRITE ? " spool_write_failed" : "",
+			    p & PROB_SPOOL_COMPACT ?
+			    " spool_compaction_failed" : "",
+			    p & PROB_STATE_SAVE ? " state_save_failed" : "");
+		else
+			log_info("bridge no longer degraded");
+		b->problems = p;
+		if (mqtt_connected(b->mqtt))
+			publish_bridge_state(b);
+	}
+	loop_timer_arm(t, HEALTH_MS);
 }
 
 static void
@@ -206,7 +195,8 @@ stats_tick(struct loop *l, struct loop_timer *t, void *arg)
 	struct bridge *b = arg;
 
 	bridge_publish_stats(b);
-	loop_timer_arm(t, (uint64_t)b->cf->stats_interval_s * 1000);
+	if (b->cf->stats_interval_s > 0)
+		loop_timer_arm(t, (uint64_t)b->cf->stats_interval_s * 1000);
 }
 
 static char *
@@ -243,8 +233,9 @@ on_mqtt_connected(struct mqtt *m, void *arg)
 	struct bridge	*b = arg;
 
 	publish_bridge_state(b);
-	for (size_t i = 0; i < b->nvms; i++)
-		vm_publish_retained(&b->vms[i]);
+	for (size_t i = 0; i < fleet_count(b->fleet); i++)
+		vm_publish_retained(fleet_vm(b->fleet, i));
+	hass_announce(b->hass);		/* homeassistant (NULL: off) */
 	bridge_publish_stats(b);
 }
 
@@ -291,6 +282,9 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 	struct peer_msg		 pm = { b, msg, 0 };
 	struct vm		*v;
 
+	/* homeassistant: HA's status, this bridge's discovery configs. */
+	if (b->hass != NULL && hass_on_message(b->hass, msg))
+		return;
 	if (topic_parse(msg->topic, b->cf->base_topic, &tp) == -1) {
 		cmd_ignored(&b->cmd, msg->topic);
 		return;
@@ -302,7 +296,7 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 				    "ignored: shutting down", msg->topic);
 			return;
 		}
-		if ((v = find_own(b, tp.host, tp.host_len, tp.vm,
+		if ((v = fleet_find(b->fleet, tp.host, tp.host_len, tp.vm,
 		    tp.vm_len)) == NULL)
 			cmd_ignored(&b->cmd, msg->topic);
 		else
@@ -311,10 +305,8 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 	}
 	if (same("bridge", tp.vm, tp.vm_len) && strcmp(tp.suffix, "state") == 0) {
 		pm.kind = 2;
-		for (size_t i = 0; i < b->nremote; i++)
-			if (same(b->remote[i]->cv->peer_host, tp.host,
-			    tp.host_len))
-				peer_update(b->remote[i], &pm);
+		fleet_each_follower_host(b->fleet, tp.host, tp.host_len,
+		    peer_update, &pm);
 		return;
 	}
 	if (strcmp(tp.suffix, "state") == 0) {
@@ -325,7 +317,7 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 		 * marks the retained ones, sent at subscription time.
 		 */
 		if ((b->cf->mqtt_version == 5 || !msg->retained) &&
-		    (v = find_own(b, tp.host, tp.host_len, tp.vm,
+		    (v = fleet_find(b->fleet, tp.host, tp.host_len, tp.vm,
 		    tp.vm_len)) != NULL)
 			vm_on_foreign_state(v, msg->payload, msg->len);
 		pm.kind = 0;
@@ -333,103 +325,80 @@ on_mqtt_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 		pm.kind = 1;
 	else
 		return;
-	index_each(&b->peers, 1, tp.host, tp.host_len, tp.vm, tp.vm_len,
+	fleet_each_follower(b->fleet, tp.host, tp.host_len, tp.vm, tp.vm_len,
 	    peer_update, &pm);
 }
 
-/* --- subscriptions ----------------------------------------------- */
+/* --- life cycle -------------------------------------------------- */
 
-static int
-subscribe(struct bridge *b, const char *host, const char *vm,
-    const char *suffix, int flags)
+/* A message recovered from the spool: a colo_exit tells its VM. */
+static void
+recovered_one(void *arg, uint64_t id, const char *topic, const void *payload,
+    size_t len, int qos, int flags)
 {
-	char	t[TOPIC_MAX];
+	struct bridge		*b = arg;
+	struct topic_parts	 tp;
+	struct vm		*v;
 
-	if (topic_build(t, sizeof(t), b->cf->base_topic, host, vm,
-	    suffix) == -1)
-		return -1;
-	return mqtt_subscribe(b->mqtt, t, 1, flags);
+	if (topic_parse(topic, b->cf->base_topic, &tp) == 0 &&
+	    strcmp(tp.suffix, "event/colo_exit") == 0 &&
+	    (v = fleet_find(b->fleet, tp.host, tp.host_len, tp.vm,
+	    tp.vm_len)) != NULL)
+		vm_recovered_exit(v, payload, len);
 }
 
 /*
- * Per host this bridge serves: its command topics, and its VMs' state
- * topics (live messages only, not its own: another bridge publishing
- * there is a clash).  Per remote peer: its state and availability, and
- * its host's bridge/state (retained messages wanted: they are the view).
+ * The wanted VMs: the configuration's, then the discovered ones (a listed
+ * VM wins over a discovered one of the same host and name: fleet_apply()
+ * keeps the first).  Returns the count, or -1 (out of memory).
  */
-static int
-subscribe_all(struct bridge *b)
+static ssize_t
+wanted(struct bridge *b, const struct config_vm ***out)
 {
-	for (size_t i = 0; i < b->nvms; i++) {
-		const char	*host = b->vms[i].cv->host;
-		size_t		 j;
+	size_t			  nd = b->disc != NULL ?
+	    discover_count(b->disc) : 0, n = 0;
+	const struct config_vm	**w;
 
-		for (j = 0; j < i; j++)
-			if (strcmp(b->vms[j].cv->host, host) == 0)
-				break;
-		if (j < i)
-			continue;	/* host already subscribed */
-		if (subscribe(b, host, "+", "cmd/takeover",
-		    MQTT_SUB_NO_RETAINED) == -1 ||
-		    subscribe(b, host, "+", "state",
-		    MQTT_SUB_NO_RETAINED | MQTT_SUB_NO_LOCAL) == -1)
-			return -1;
-	}
-	for (size_t i = 0; i < b->nremote; i++) {
-		const struct config_vm	*cv = b->remote[i]->cv;
-		size_t			 j;
-
-		if (subscribe(b, cv->peer_host, cv->peer_vm, "state",
-		    MQTT_SUB_RETAINED) == -1 ||
-		    subscribe(b, cv->peer_host, cv->peer_vm, "availability",
-		    MQTT_SUB_RETAINED) == -1)
-			return -1;
-		for (j = 0; j < i; j++)
-			if (strcmp(b->remote[j]->cv->peer_host,
-			    cv->peer_host) == 0)
-				break;
-		if (j == i && subscribe(b, cv->peer_host, "bridge", "state",
-		    MQTT_SUB_RETAINED) == -1)
-			return -1;
-	}
-	return 0;
-}
-
-/* Links each VM to its peer: a VM of this bridge, or a remote one. */
-static int
-link_peers(struct bridge *b)
-{
-	size_t nremote = 0;
-
-	for (size_t i = 0; i < b->nvms; i++)
-		if (b->vms[i].cv->peer_host != NULL)
-			nremote++;
-	if (nremote > 0 && ((b->remote = calloc(nremote,
-	    sizeof(*b->remote))) == NULL || index_init(&b->peers,
-	    nremote) == -1))
+	if ((w = calloc(b->cf->nvms + nd + 1, sizeof(*w))) == NULL)
 		return -1;
-	for (size_t i = 0; i < b->nvms; i++) {
-		struct vm		*v = &b->vms[i], *u;
-		const struct config_vm	*cv = v->cv;
-
-		if (cv->peer_host == NULL)
-			continue;
-		u = find_own(b, cv->peer_host, strlen(cv->peer_host),
-		    cv->peer_vm, strlen(cv->peer_vm));
-		if (u != NULL && u != v) {
-			v->local_peer = u;
-			peer_init(&v->peer, 1, 1);
-			v->watch_next = u->watchers;
-			u->watchers = v;
-			continue;
-		}
-		b->remote[b->nremote++] = v;
-		index_add(&b->peers, v, cv->peer_host, cv->peer_vm);
-	}
-	return 0;
+	for (size_t i = 0; i < b->cf->nvms; i++)
+		w[n++] = &b->cf->vms[i];
+	for (size_t i = 0; i < nd; i++)
+		w[n++] = discover_get(b->disc, i);
+	*out = w;
+	return (ssize_t)n;
 }
 
-/* --- life cycle -------------------------------------------------- */
+/* Makes the fleet what the configuration and discovery want.  0 or -1. */
+static int
+apply(struct bridge *b)
+{
+	const struct config_vm	**w;
+	ssize_t			  n;
+	int			  rc;
+
+	if ((n = wanted(b, &w)) == -1) {
+		log_warnx("bridge: out of memory");
+		return -1;
+	}
+	rc = fleet_apply(b->fleet, w, (size_t)n, b->started);
+	free(w);
+	hass_sync(b->hass);	/* homeassistant: joined announced, left cleared */
+	return rc;
+}
+
+/* Discovery found sockets appearing or leaving. */
+static void
+on_discovered(struct discover *ds, void *arg)
+{
+	struct bridge *b = arg;
+
+	if (b->stopping)
+		return;		/* the set stays as it is */
+	(void)apply(b);
+	if (b->started && mqtt_connected(b->mqtt))
+		publish_bridge_state(b);	/* "vms" changed */
+}
 
 struct bridge *
 bridge_new(struct loop *loop, const struct config *cf)
@@ -447,11 +416,10 @@ bridge_new(struct loop *loop, const struct config *cf)
 	    "line(s) about bad QMP input not logged (see bridge/stats)", 20);
 	uint64_t		 seed = (uint64_t)loop_wall_us() ^
 	    ((uint64_t)getpid() << 32), rnd;
+	int			 failed;
 
-	if ((b = calloc(1, sizeof(*b))) == NULL ||
-	    (b->vms = calloc(cf->nvms, sizeof(*b->vms))) == NULL) {
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
 		log_warn("bridge_new");
-		free(b);
 		return NULL;
 	}
 	b->loop = loop;
@@ -468,8 +436,7 @@ bridge_new(struct loop *loop, const struct config *cf)
 		rnd = seed * 0x9e3779b97f4a7c15ULL;
 	snprintf(b->env.instance, sizeof(b->env.instance), "%016" PRIx64, rnd);
 	if ((b->env.tok = json_tokener_new_ex(QMP_MAX_DEPTH)) == NULL ||
-	    (b->env.gate = qmp_gate_new()) == NULL ||
-	    index_init(&b->own, cf->nvms) == -1) {
+	    (b->env.gate = qmp_gate_new()) == NULL) {
 		log_warnx("bridge: out of memory");
 		bridge_free(b);
 		return NULL;
@@ -489,7 +456,8 @@ bridge_new(struct loop *loop, const struct config *cf)
 		return NULL;
 	}
 	b->env.mqtt = b->mqtt;
-	if (cmd_init(&b->cmd, loop, cf, b->mqtt, b->env.started_us) == -1) {
+	if (cmd_init(&b->cmd, loop, cf, b->mqtt, b->env.started_us) == -1 ||
+	    (b->fleet = fleet_new(&b->env, &b->cmd)) == NULL) {
 		bridge_free(b);
 		return NULL;
 	}
@@ -501,24 +469,28 @@ bridge_new(struct loop *loop, const struct config *cf)
 			bridge_free(b);
 			return NULL;
 		}
-		mqtt_set_spool(b->mqtt, b->spool);
 	}
-	for (size_t i = 0; i < cf->nvms; i++) {
-		b->nvms++;	/* from here on, bridge_free() cleans it up */
-		if (vm_init(&b->vms[i], &b->env, &cf->vms[i],
-		    seed + i * 0x9e3779b97f4a7c15ULL) == -1) {
-			bridge_free(b);
-			return NULL;
-		}
-		index_add(&b->own, &b->vms[i], cf->vms[i].host,
-		    cf->vms[i].name);
-	}
-	if (link_peers(b) == -1 || subscribe_all(b) == -1) {
-		log_warnx("bridge: out of memory");
+	if (cf->ndiscover > 0 && (b->disc = discover_new(loop, cf,
+	    on_discovered, b)) == NULL) {
 		bridge_free(b);
 		return NULL;
 	}
-	if (cf->stats_interval_s > 0 &&
+	if (apply(b) == -1) {
+		bridge_free(b);
+		return NULL;
+	}
+	/* homeassistant: discovery (subscribes; NULL when off). */
+	b->hass = hass_new(loop, cf, b->mqtt, b->fleet, &failed);
+	if (failed) {
+		bridge_free(b);
+		return NULL;
+	}
+	if (b->spool != NULL) {
+		/* Exits spooled but not in the state files (vm_recovered_exit). */
+		spool_peek(b->spool, recovered_one, b);
+		mqtt_set_spool(b->mqtt, b->spool);
+	}
+	if ((b->health_timer = loop_timer_new(loop, health_tick, b)) == NULL ||
 	    (b->stats_timer = loop_timer_new(loop, stats_tick, b)) == NULL) {
 		bridge_free(b);
 		return NULL;
@@ -529,41 +501,174 @@ bridge_new(struct loop *loop, const struct config *cf)
 int
 bridge_start(struct bridge *b)
 {
+	size_t n = fleet_count(b->fleet);
+
 	if (mqtt_start(b->mqtt) == -1)
 		return -1;
-	for (size_t i = 0; i < b->nvms; i++)	/* polls spread over the interval */
-		vm_start(&b->vms[i], (uint64_t)b->cf->status_interval_s *
-		    1000 * (i + 1) / b->nvms);
-	if (b->stats_timer != NULL)
+	for (size_t i = 0; i < n; i++)	/* polls spread over the interval */
+		vm_start(fleet_vm(b->fleet, i),
+		    (uint64_t)b->cf->status_interval_s * 1000 * (i + 1) / n);
+	b->started = 1;
+	if (b->cf->stats_interval_s > 0)
 		loop_timer_arm(b->stats_timer,
 		    (uint64_t)b->cf->stats_interval_s * 1000);
+	loop_timer_arm(b->health_timer, HEALTH_MS);
 	log_info("bridge %s started: host %s, %zu VM(s) (%zu with a remote "
-	    "peer), broker %s, instance %s", b->cf->bridge_id, b->cf->host,
-	    b->nvms, b->nremote, b->cf->uris[0], b->env.instance);
+	    "peer%s), broker %s, instance %s", b->cf->bridge_id, b->cf->host,
+	    n, fleet_remote_count(b->fleet), b->disc != NULL ?
+	    ", discovery on" : "", b->cf->uris[0], b->env.instance);
+	return 0;
+}
+
+/* Whether the broker connection must be made anew for cf. */
+static int
+broker_changed(const struct config *a, const struct config *b)
+{
+#define S(x) ((a->x == NULL) != (b->x == NULL) || (a->x != NULL && \
+	strcmp(a->x, b->x) != 0))
+	if (a->nuris != b->nuris)
+		return 1;
+	for (size_t i = 0; i < a->nuris; i++)
+		if (strcmp(a->uris[i], b->uris[i]) != 0)
+			return 1;
+	return S(client_id) || S(username) || S(password) || S(cafile) ||
+	    S(capath) || S(certfile) || S(keyfile) || S(host) ||
+	    S(bridge_id) || S(base_topic) || a->keepalive_s != b->keepalive_s ||
+	    a->mqtt_version != b->mqtt_version ||
+	    a->tls_verify != b->tls_verify || a->tcp_nodelay != b->tcp_nodelay;
+#undef S
+}
+
+/* What cannot change while running (README "Live reload").  NULL: fine. */
+static const char *
+restart_only(const struct config *a, const struct config *b)
+{
+	if ((a->state_dir == NULL) != (b->state_dir == NULL) ||
+	    (a->state_dir != NULL && strcmp(a->state_dir, b->state_dir) != 0))
+		return "bridge.state_dir";
+	if (a->buffer_max != b->buffer_max)
+		return "mqtt.buffer_max";
+	if (a->inflight_max != b->inflight_max)
+		return "mqtt.inflight_max";
+	if (a->max_input_total != b->max_input_total)
+		return "bridge.max_input_total";
+	return NULL;
+}
+
+void
+bridge_config_error(struct bridge *b, const char *err)
+{
+	free(b->config_error);
+	b->config_error = err != NULL ? strdup(err) : NULL;
+	if (mqtt_connected(b->mqtt))
+		publish_bridge_state(b);
+}
+
+int
+bridge_reload(struct bridge *b, const struct config *cf)
+{
+	const struct config	*old = b->cf;
+	const char		*why;
+	char			 t1[TOPIC_MAX], t2[TOPIC_MAX], *off, msg[256];
+	int			 reconnect;
+
+	if ((why = restart_only(old, cf)) != NULL) {
+		snprintf(msg, sizeof(msg), "%s: %s cannot change while running; "
+		    "restart the bridge (running configuration kept)",
+		    cf->file, why);
+		log_warnx("reload: %s", msg);
+		bridge_config_error(b, msg);
+		return -1;
+	}
+	if (topic_build(t1, sizeof(t1), cf->base_topic, cf->host, "bridge",
+	    "state") == -1 || topic_build(t2, sizeof(t2), cf->base_topic,
+	    cf->host, "bridge", "stats") == -1 ||
+	    (off = bridge_offline_payload(cf)) == NULL) {
+		bridge_config_error(b, "reload: out of memory");
+		return -1;
+	}
+	reconnect = broker_changed(old, cf);
+	if (mqtt_reconfigure(b->mqtt, cf, t1, off, reconnect) == -1) {
+		free(off);
+		bridge_config_error(b, "reload: out of memory");
+		return -1;
+	}
+	if (reconnect && strcmp(t1, b->t_bstate) != 0 &&
+	    mqtt_connected(b->mqtt)) {
+		/* The old bridge/state topic: not this bridge's any more. */
+		mqtt_publish(b->mqtt, b->t_bstate, b->offline_payload,
+		    strlen(b->offline_payload), 1, MQTT_PUB_RETAIN);
+	}
+	memcpy(b->t_bstate, t1, sizeof(t1));
+	memcpy(b->t_stats, t2, sizeof(t2));
+	free(b->offline_payload);
+	b->offline_payload = off;
+	b->cf = cf;
+	b->env.cf = cf;
+	b->cmd.cf = cf;
+	/* homeassistant: turned on or off, moved (prefix, bridge.host). */
+	if (hass_reload(&b->hass, b->loop, cf, b->mqtt, b->fleet) == -1)
+		log_warnx("reload: homeassistant could not start");
+	if (b->disc != NULL && cf->ndiscover > 0)
+		discover_reconfigure(b->disc, cf);
+	else if (b->disc != NULL) {
+		discover_free(b->disc);
+		b->disc = NULL;
+	} else if (cf->ndiscover > 0 && (b->disc = discover_new(b->loop, cf,
+	    on_discovered, b)) == NULL)
+		log_warnx("reload: discovery could not start");
+	if (apply(b) == -1)
+		log_warnx("reload: some VMs could not be set up (see above)");
+	loop_timer_disarm(b->stats_timer);
+	if (cf->stats_interval_s > 0)
+		loop_timer_arm(b->stats_timer,
+		    (uint64_t)cf->stats_interval_s * 1000);
+	free(b->config_error);
+	b->config_error = NULL;
+	if (mqtt_connected(b->mqtt))
+		publish_bridge_state(b);
+	log_info("reload: %s applied: %zu VM(s)%s", cf->file,
+	    fleet_count(b->fleet), reconnect ? "; broker settings changed: "
+	    "reconnecting" : "");
 	return 0;
 }
 
 void
 bridge_shutdown(struct bridge *b, unsigned timeout_ms)
 {
+	size_t		 n = fleet_count(b->fleet);
 	char		 t[TOPIC_MAX];
 
 	b->stopping = 1;	/* no new takeover from here on */
 	b->cmd.stopping = 1;
+	discover_stop(b->disc);	/* the set stays as it is */
 	loop_timer_disarm(b->stats_timer);
+	loop_timer_disarm(b->health_timer);
 	/* A takeover still running gets an answer, not silence. */
-	for (size_t i = 0; i < b->nvms; i++)
-		cmd_abandon(&b->cmd, &b->vms[i]);
+	for (size_t i = 0; i < n; i++)
+		cmd_abandon(&b->cmd, fleet_vm(b->fleet, i));
+	/*
+	 * Stop reading QMP first (after what is already in the sockets), so
+	 * that every event read is counted in the final stats and then
+	 * published or spooled; nothing is read after the final count.
+	 */
+	for (size_t i = 0; i < n; i++)
+		qmp_quiesce(fleet_vm(b->fleet, i)->q);
 	if (mqtt_connected(b->mqtt)) {
 		bridge_publish_stats(b);
-		for (size_t i = 0; i < b->nvms; i++)
-			mqtt_publish(b->mqtt, vm_topic(t, &b->vms[i],
+		for (size_t i = 0; i < n; i++)
+			mqtt_publish(b->mqtt, vm_topic(t, fleet_vm(b->fleet, i),
 			    "availability"), "offline", 7, 1,
 			    MQTT_PUB_RETAIN);
 	}
 	mqtt_shutdown(b->mqtt, b->t_bstate, b->offline_payload, timeout_ms);
-	for (size_t i = 0; i < b->nvms; i++)
-		vm_save(&b->vms[i]);
+	for (size_t i = 0; i < n; i++)
+		vm_save(fleet_vm(b->fleet, i));
+	if (b->spool != NULL) {
+		spool_flush(b->spool);
+		log_info("stopped with %llu event(s) spooled for the next start",
+		    (unsigned long long)spool_live(b->spool));
+	}
 }
 
 void
@@ -571,10 +676,9 @@ bridge_free(struct bridge *b)
 {
 	if (b == NULL)
 		return;
-	for (size_t i = 0; i < b->nvms; i++) {
-		cmd_free_run(&b->vms[i]);
-		vm_cleanup(&b->vms[i]);
-	}
+	hass_free(b->hass);
+	fleet_free(b->fleet);	/* before the discovered entries it uses */
+	discover_free(b->disc);
 	mqtt_free(b->mqtt);
 	cmd_cleanup(&b->cmd);
 	spool_close(b->spool);
@@ -582,10 +686,8 @@ bridge_free(struct bridge *b)
 		json_tokener_free(b->env.tok);
 	qmp_gate_free(b->env.gate);
 	loop_timer_free(b->stats_timer);
-	free(b->own.slot);
-	free(b->peers.slot);
-	free(b->remote);
+	loop_timer_free(b->health_timer);
 	free(b->offline_payload);
-	free(b->vms);
+	free(b->config_error);
 	free(b);
 }

@@ -21,6 +21,18 @@ struct bridge;
 struct bridge	*bridge_new(struct loop *, const struct config *);
 /* Starts connecting to the broker and every QMP endpoint.  0 or -1. */
 int		 bridge_start(struct bridge *);
+/*
+ * Applies a reloaded configuration (already parsed and valid; the caller
+ * frees the old one after a success, the new one after a failure).  VMs
+ * are added, removed or changed without touching the unchanged ones;
+ * changed broker settings mean one clean reconnect.  Settings that cannot
+ * change while running (state_dir, buffer sizes) refuse the whole reload.
+ * Returns 0, or -1 (logged and published as bridge/state's config_error;
+ * the running configuration stays).
+ */
+int		 bridge_reload(struct bridge *, const struct config *);
+/* A reload that failed before bridge_reload (NULL: clears it). */
+void		 bridge_config_error(struct bridge *, const char *err);
 /* Publishes the stats topic now. */
 void		 bridge_publish_stats(struct bridge *);
 /*

@@ -331,17 +331,120 @@ parse_peer(struct cctx *c, const config_setting_t *s, const char *key,
 	return 0;
 }
 
+static const char *const discover_keys[] = { "glob", "host", "name", "peer",
+    "takeover", NULL };
+
+/* A name template: at most one "%s" and no other '%'.  NULL or why not. */
+static const char *
+template_check(const char *t)
+{
+	const char *p = strchr(t, '%');
+
+	if (p == NULL)
+		return NULL;
+	if (p[1] != 's' || strchr(p + 2, '%') != NULL)
+		return "only one \"%s\" (the file name without its "
+		    "extension) and no other '%' may appear";
+	return NULL;
+}
+
+/*
+ * discover = ( { glob; host; name; peer; takeover; }, ... ): see
+ * config.h.  The glob must be absolute with wildcards in its file name
+ * only (its directory is watched).  0 or -1.
+ */
+static int
+parse_discover(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	config_setting_t *list = config_setting_get_member(root, "discover");
+	int		  n;
+
+	if (list == NULL)
+		return 0;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return cerr(c, list, "discover", "must be a list ( {...}, ... )");
+	n = config_setting_length(list);
+	if (n > 0 && (cf->discover = calloc((size_t)n,
+	    sizeof(*cf->discover))) == NULL)
+		return cerr(c, list, "discover", "out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		struct config_discover *d = &cf->discover[cf->ndiscover++];
+		char		  where[32], key[48];
+		const char	 *slash, *why;
+		config_setting_t *t;
+
+		snprintf(where, sizeof(where), "discover[%d]", i);
+		d->takeover = -1;
+		d->line = (int)config_setting_source_line(g);
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return cerr(c, g, where, "must be a group { ... }");
+		if (check_members(c, g, where, discover_keys) == -1 ||
+		    get_str(c, g, where, "glob", &d->glob, 1) == -1 ||
+		    get_str(c, g, where, "host", &d->host, 0) == -1 ||
+		    get_str(c, g, where, "name", &d->name, 0) == -1 ||
+		    get_str(c, g, where, "peer", &d->peer, 0) == -1)
+			return -1;
+		snprintf(key, sizeof(key), "%s.glob", where);
+		t = config_setting_get_member(g, "glob");
+		slash = strrchr(d->glob, '/');
+		if (d->glob[0] != '/' || slash == NULL || slash[1] == '\0')
+			return cerr(c, t, key, "\"%s\": an absolute path "
+			    "with a file name pattern, e.g. "
+			    "\"/run/qemu/*.qmp\"", d->glob);
+		d->dir = strndup(d->glob, slash == d->glob ? 1 :
+		    (size_t)(slash - d->glob));
+		d->pattern = xstrdup(slash + 1);
+		if (d->dir == NULL || d->pattern == NULL)
+			return cerr(c, t, key, "out of memory");
+		if (strpbrk(d->dir, "*?[") != NULL)
+			return cerr(c, t, key, "\"%s\": wildcards only in the "
+			    "file name (the directory is watched)", d->glob);
+		if (d->host == NULL)
+			d->host = xstrdup(cf->host);
+		else if (check_name(c, config_setting_get_member(g, "host"),
+		    "discover.host", d->host) == -1)
+			return -1;
+		if (d->name == NULL)
+			d->name = xstrdup("%s");
+		snprintf(key, sizeof(key), "%s.name", where);
+		if ((why = template_check(d->name)) != NULL)
+			return cerr(c, config_setting_get_member(g, "name"),
+			    key, "\"%s\": %s", d->name, why);
+		snprintf(key, sizeof(key), "%s.peer", where);
+		if (d->peer != NULL && ((why = template_check(d->peer)) !=
+		    NULL || (why = strchr(d->peer, '/') == NULL ||
+		    strchr(strchr(d->peer, '/') + 1, '/') != NULL ?
+		    "expected \"HOST/VM\" with exactly one '/'" : NULL) !=
+		    NULL))
+			return cerr(c, config_setting_get_member(g, "peer"),
+			    key, "\"%s\": %s", d->peer, why);
+		if ((t = config_setting_get_member(g, "takeover")) != NULL) {
+			if (config_setting_type(t) != CONFIG_TYPE_BOOL)
+				return cerr(c, t, "discover.takeover",
+				    "must be true or false");
+			d->takeover = config_setting_get_bool(t);
+		}
+	}
+	return 0;
+}
+
 static int
 parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 {
 	config_setting_t *list = config_setting_get_member(root, "vms");
 	int		  n;
 
+	if (list == NULL && cf->ndiscover > 0)
+		return 0;	/* every VM discovered */
 	if (list == NULL)
-		return cerr(c, NULL, "vms", "required setting is missing");
+		return cerr(c, NULL, "vms", "required setting is missing "
+		    "(or a discover list)");
 	if (config_setting_type(list) != CONFIG_TYPE_LIST)
 		return cerr(c, list, "vms", "must be a list ( {...}, ... )");
 	n = config_setting_length(list);
+	if (n == 0 && cf->ndiscover > 0)
+		return 0;
 	if (n == 0)
 		return cerr(c, list, "vms", "no VM configured");
 	if ((cf->vms = calloc((size_t)n, sizeof(*cf->vms))) == NULL)
@@ -399,65 +502,68 @@ parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 }
 
 /*
- * Reads the takeover key file.  It must be the file itself (not a
- * symbolic link), a regular file (a FIFO would hang the daemon: it is
- * opened non-blocking and refused), owned by the daemon's user or root,
- * unreadable to group and others, at most KEY_FILE_MAX bytes.  The key is
- * its bytes without trailing whitespace, at least KEY_MIN_BYTES.  0 or -1.
+ * Reads a private file (a key, a password): it must be the file itself
+ * (not a symbolic link), a regular file (a FIFO would hang the daemon: it
+ * is opened non-blocking and refused), owned by the daemon's user or root,
+ * unreadable to group and others, at most KEY_FILE_MAX bytes.  Its bytes
+ * go to buf (KEY_FILE_MAX + 1 bytes), their count to *lenp.  0 or -1 with
+ * an error naming key and path.
  */
 static int
-load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
+read_private_file(struct cctx *c, const config_setting_t *s, const char *key,
+    const char *what, const char *path, unsigned char *buf, size_t *lenp)
 {
-	static const char	*key = "takeover.key_file";
+	const char		*name = strrchr(key, '.') ? strrchr(key, '.') + 1 :
+				    key;
+
 	struct stat		 st;
-	unsigned char		 buf[KEY_FILE_MAX + 1];
 	size_t			 len = 0;
 	ssize_t			 n;
 	int			 fd;
 
-	if (lstat(t->key_file, &st) == -1)
-		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+	*lenp = 0;
+	if (lstat(path, &st) == -1)
+		return cerr(c, s, key, "%s: %s", path, strerror(errno));
 	if (S_ISLNK(st.st_mode))
-		return cerr(c, s, key, "%s is a symbolic link; key_file must "
-		    "name the key file itself", t->key_file);
-	if ((fd = open(t->key_file, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+		return cerr(c, s, key, "%s is a symbolic link; %s must name "
+		    "the %s itself", path, name, what);
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1)
-		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+		return cerr(c, s, key, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) == -1) {
 		close(fd);
-		return cerr(c, s, key, "%s: %s", t->key_file, strerror(errno));
+		return cerr(c, s, key, "%s: %s", path, strerror(errno));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return cerr(c, s, key, "%s: not a regular file", t->key_file);
+		return cerr(c, s, key, "%s: not a regular file", path);
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
 		close(fd);
 		return cerr(c, s, key, "%s: owned by uid %lu, neither the "
-		    "daemon's user (uid %lu) nor root; chown it", t->key_file,
+		    "daemon's user (uid %lu) nor root; chown it", path,
 		    (unsigned long)st.st_uid, (unsigned long)geteuid());
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		close(fd);
 		return cerr(c, s, key, "%s: mode %04o lets group or others "
-		    "use it; chmod 600 it", t->key_file,
+		    "use it; chmod 600 it", path,
 		    (unsigned)(st.st_mode & 07777));
 	}
 	if (st.st_size > KEY_FILE_MAX) {
 		close(fd);
-		return cerr(c, s, key, "%s: larger than %d bytes: not a key "
-		    "file?", t->key_file, KEY_FILE_MAX);
+		return cerr(c, s, key, "%s: larger than %d bytes: not a %s?",
+		    path, KEY_FILE_MAX, what);
 	}
 	/* Read it whole: it may have grown since fstat. */
-	while (len < sizeof(buf)) {
-		n = read(fd, buf + len, sizeof(buf) - len);
+	while (len < KEY_FILE_MAX + 1) {
+		n = read(fd, buf + len, KEY_FILE_MAX + 1 - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
 			close(fd);
-			explicit_bzero(buf, sizeof(buf));
-			return cerr(c, s, key, "%s: %s", t->key_file,
-			    strerror(errno));
+			explicit_bzero(buf, KEY_FILE_MAX + 1);
+			return cerr(c, s, key, "%s: %s", path, strerror(errno));
 		}
 		if (n == 0)
 			break;
@@ -465,10 +571,27 @@ load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
 	}
 	close(fd);
 	if (len > KEY_FILE_MAX) {
-		explicit_bzero(buf, sizeof(buf));
-		return cerr(c, s, key, "%s: larger than %d bytes: not a key "
-		    "file?", t->key_file, KEY_FILE_MAX);
+		explicit_bzero(buf, KEY_FILE_MAX + 1);
+		return cerr(c, s, key, "%s: larger than %d bytes: not a %s?",
+		    path, KEY_FILE_MAX, what);
 	}
+	*lenp = len;
+	return 0;
+}
+
+/*
+ * Reads the takeover key file (see read_private_file).  The key is its
+ * bytes without trailing whitespace, at least KEY_MIN_BYTES.  0 or -1.
+ */
+static int
+load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
+{
+	static const char	*key = "takeover.key_file";
+	unsigned char		 buf[KEY_FILE_MAX + 1];
+	size_t			 len;
+
+	if (read_private_file(c, s, key, "key file", t->key_file, buf, &len) == -1)
+		return -1;
 	while (len > 0 && isspace(buf[len - 1]))
 		len--;
 	if (len < KEY_MIN_BYTES) {
@@ -483,6 +606,41 @@ load_key(struct cctx *c, const config_setting_t *s, struct config_takeover *t)
 	}
 	memcpy(t->key, buf, len);
 	t->key_len = len;
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/*
+ * Reads mqtt.password_file (see read_private_file) into cf->password: its
+ * content without the trailing newline (LF or CRLF); not empty, no NUL
+ * byte.  0 or -1.
+ */
+static int
+load_password(struct cctx *c, const config_setting_t *s, struct config *cf)
+{
+	static const char	*key = "mqtt.password_file";
+	unsigned char		 buf[KEY_FILE_MAX + 1];
+	size_t			 len;
+
+	if (read_private_file(c, s, key, "password file", cf->password_file,
+	    buf, &len) == -1)
+		return -1;
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len == 0 || memchr(buf, '\0', len) != NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "%s: %s", cf->password_file, len == 0 ?
+		    "empty: the file holds the password (one line)" :
+		    "contains a NUL byte");
+	}
+	if ((cf->password = malloc(len + 1)) == NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		return cerr(c, s, key, "out of memory");
+	}
+	memcpy(cf->password, buf, len);
+	cf->password[len] = '\0';
 	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }
@@ -594,9 +752,39 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	return 0;
 }
 
+/* --- homeassistant = { ... } (hass.c) ---------------------------- */
+
+static const char *const hass_keys[] = { "enabled", "prefix", NULL };
+
+/* Off by default; the prefix is checked like a base topic.  0 or -1. */
+static int
+parse_hass(struct cctx *c, struct config *cf, const config_setting_t *root)
+{
+	const config_setting_t	*g = get_group(c, root, "homeassistant");
+	const char		*why;
+
+	if (c->failed)
+		return -1;
+	cf->hass.enabled = 0;
+	if (g != NULL && (check_members(c, g, "homeassistant",
+	    hass_keys) == -1 ||
+	    get_bool(c, g, "homeassistant", "enabled", &cf->hass.enabled) == -1 ||
+	    get_str(c, g, "homeassistant", "prefix", &cf->hass.prefix, 0) == -1))
+		return -1;
+	if (cf->hass.prefix == NULL)
+		cf->hass.prefix = xstrdup("homeassistant");
+	if ((why = topic_base_check(cf->hass.prefix)) != NULL)
+		return cerr(c, config_setting_get_member(g, "prefix"),
+		    "homeassistant.prefix", "\"%s\": %s", cf->hass.prefix, why);
+	return 0;
+}
+
+/* --- end of homeassistant ------------------------------------------ */
+
 static const char *const bridge_keys[] = { "host", "id", "state_dir",
     "max_message", "max_input_total", "backoff_min_ms", "backoff_max_ms", "greeting_timeout_ms",
-    "command_timeout_ms", "stats_interval_s", "status_interval_s", NULL };
+    "command_timeout_ms", "stats_interval_s", "status_interval_s",
+    "removed_vm_state", NULL };
 
 static int
 parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
@@ -635,6 +823,20 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 	    get_uint(c, g, "bridge", "status_interval_s",
 	    &cf->status_interval_s, 0, 86400) == -1))
 		return -1;
+	if (g != NULL && config_setting_get_member(g, "removed_vm_state")) {
+		char *rs = NULL;
+
+		if (get_str(c, g, "bridge", "removed_vm_state", &rs, 0) == -1)
+			return -1;
+		cf->removed_clear = strcmp(rs, "clear") == 0;
+		if (!cf->removed_clear && strcmp(rs, "keep") != 0) {
+			free(rs);
+			return cerr(c, config_setting_get_member(g,
+			    "removed_vm_state"), "bridge.removed_vm_state",
+			    "must be \"keep\" or \"clear\"");
+		}
+		free(rs);
+	}
 	cf->max_msg_bytes = (size_t)maxmsg;
 	cf->max_input_total = (size_t)maxtot;
 	if (cf->max_input_total < cf->max_msg_bytes)
@@ -660,7 +862,7 @@ parse_bridge(struct cctx *c, struct config *cf, const config_setting_t *root)
 }
 
 static const char *const mqtt_keys[] = { "uri", "client_id", "username",
-    "password", "keepalive", "qos", "version", "base_topic", "buffer_max",
+    "password", "password_file", "keepalive", "qos", "version", "base_topic", "buffer_max",
     "inflight_max", "tcp_nodelay", "tls", NULL };
 static const char *const tls_keys[] = { "cafile", "capath", "certfile",
     "keyfile", "verify", NULL };
@@ -768,9 +970,24 @@ parse_mqtt(struct cctx *c, struct config *cf, const config_setting_t *root)
 		    "mqtt.client_id", "must be 1 to 256 bytes");
 	if (cf->bridge_id == NULL)
 		cf->bridge_id = xstrdup(cf->client_id);
+	if (get_str(c, g, "mqtt", "password_file", &cf->password_file, 0) == -1)
+		return -1;
+	if (cf->password_file != NULL && cf->password != NULL)
+		return cerr(c, config_setting_get_member(g, "password_file"),
+		    "mqtt.password_file", "set together with mqtt.password; "
+		    "keep only password_file");
 	if (cf->password != NULL && cf->username == NULL)
 		return cerr(c, config_setting_get_member(g, "password"),
 		    "mqtt.password", "set without mqtt.username");
+	if (cf->password_file != NULL && cf->username == NULL)
+		return cerr(c, config_setting_get_member(g, "password_file"),
+		    "mqtt.password_file", "set without mqtt.username");
+	if (cf->password != NULL)
+		cf->password_inline = 1;
+	else if (cf->password_file != NULL &&
+	    load_password(c, config_setting_get_member(g, "password_file"),
+	    cf) == -1)
+		return -1;
 
 	if ((tls = get_group(c, g, "tls")) != NULL) {
 		if (check_members(c, tls, "mqtt.tls", tls_keys) == -1 ||
@@ -857,6 +1074,15 @@ check_warnings(struct config *cf)
 		    "without a username or TLS client certificate: the broker "
 		    "cannot apply an ACL to anyone; see README 'Safe fleet "
 		    "set-up'");
+	if (cf->password_inline)
+		add_warning(cf, "mqtt.password is written in the configuration "
+		    "file: prefer mqtt.password_file (a file of mode 0600 "
+		    "holding the password)");
+	if (!cf->tls_verify)
+		add_warning(cf, "mqtt.tls.verify = false: the broker's "
+		    "certificate and host name are not checked, so anyone on "
+		    "the path can pose as the broker (and receive the "
+		    "password); use mqtt.tls.cafile / capath instead");
 	if (any && cf->mqtt_version == 3)
 		add_warning(cf, "takeover is enabled with mqtt.version = 3: "
 		    "MQTT 3.1.1 cannot mark retained takeover requests "
@@ -882,7 +1108,7 @@ check_warnings(struct config *cf)
 }
 
 static const char *const root_keys[] = { "bridge", "mqtt", "vms", "takeover",
-    NULL };
+    "discover", "homeassistant", NULL };
 
 struct config *
 config_load(const char *path, char *err, size_t errlen)
@@ -916,8 +1142,10 @@ config_load(const char *path, char *err, size_t errlen)
 	if (check_members(&c, root, "", root_keys) == -1 ||
 	    parse_bridge(&c, cf, root) == -1 ||
 	    parse_mqtt(&c, cf, root) == -1 ||
+	    parse_discover(&c, cf, root) == -1 ||
 	    parse_vms(&c, cf, root) == -1 ||
-	    parse_takeover(&c, cf, root) == -1) {
+	    parse_takeover(&c, cf, root) == -1 ||
+	    parse_hass(&c, cf, root) == -1) {
 		config_destroy(&lc);
 		config_free(cf);
 		return NULL;
@@ -944,6 +1172,16 @@ config_free(struct config *cf)
 		free(vm->peer_vm);
 	}
 	free(cf->vms);
+	for (size_t i = 0; i < cf->ndiscover; i++) {
+		struct config_discover *d = &cf->discover[i];
+		free(d->glob);
+		free(d->dir);
+		free(d->pattern);
+		free(d->host);
+		free(d->name);
+		free(d->peer);
+	}
+	free(cf->discover);
 	for (size_t i = 0; i < cf->nuris; i++)
 		free(cf->uris[i]);
 	free(cf->uris);
@@ -952,6 +1190,7 @@ config_free(struct config *cf)
 	free(cf->takeover.key);
 	free(cf->takeover.key_file);
 	free(cf->takeover.reply_prefix);
+	free(cf->hass.prefix);
 	for (size_t i = 0; i < cf->nwarnings; i++)
 		free(cf->warnings[i]);
 	free(cf->warnings);
@@ -961,7 +1200,10 @@ config_free(struct config *cf)
 	free(cf->state_dir);
 	free(cf->client_id);
 	free(cf->username);
+	if (cf->password != NULL)
+		explicit_bzero(cf->password, strlen(cf->password));
 	free(cf->password);
+	free(cf->password_file);
 	free(cf->base_topic);
 	free(cf->cafile);
 	free(cf->capath);

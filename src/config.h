@@ -35,6 +35,23 @@ struct config_vm {
 	int		 line;		/* line in the file, for messages */
 };
 
+/*
+ * discover = ( { glob = "/run/qemu/NAME.qmp" (NAME: a pattern); host; name = "%s";
+ *   peer = "hv2/%s"; takeover = true; } ): every unix socket matching
+ * glob (wildcards in the file name only) is a VM; "%s" in name and peer
+ * is the file name without its extension.
+ */
+struct config_discover {
+	char		*glob;		/* as written */
+	char		*dir;		/* its directory */
+	char		*pattern;	/* its file name pattern (fnmatch) */
+	char		*host;		/* default bridge.host */
+	char		*name;		/* template; default "%s" */
+	char		*peer;		/* template "HOST/VM", or NULL */
+	int		 takeover;	/* -1: inherit, 0: off, 1: on */
+	int		 line;
+};
+
 struct config_takeover {
 	int		 enabled;	/* global default */
 	enum config_auth auth;
@@ -46,6 +63,12 @@ struct config_takeover {
 	unsigned	 timeout_s;	/* how long to wait for mode none */
 	char		*reply_prefix;	/* where a Response Topic may point;
 					   default "<base_topic>/reply/" */
+};
+
+/* homeassistant = { ... }: MQTT discovery (hass.c). */
+struct config_hass {
+	int		 enabled;	/* default off */
+	char		*prefix;	/* discovery prefix, "homeassistant" */
 };
 
 struct config {
@@ -69,7 +92,9 @@ struct config {
 	size_t		 nuris;
 	char		*client_id;
 	char		*username;
-	char		*password;
+	char		*password;	/* inline, or read from password_file */
+	char		*password_file;
+	int		 password_inline;	/* mqtt.password was set */
 	int		 keepalive_s;
 	int		 qos;
 	int		 mqtt_version;	/* 3 (3.1.1) or 5 */
@@ -84,9 +109,13 @@ struct config {
 	int		 tls_verify;
 
 	struct config_takeover takeover;
+	struct config_hass hass;
 
 	struct config_vm *vms;
 	size_t		 nvms;
+	struct config_discover *discover;
+	size_t		 ndiscover;
+	int		 removed_clear;	/* bridge.removed_vm_state = "clear" */
 
 	/*
 	 * Valid but unsafe or fragile settings, one sentence each (without

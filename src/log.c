@@ -1,12 +1,15 @@
 /*
  * log: see log.h.  Each message is formatted into one buffer and written
- * with a single write(2), so concurrent callers (Paho's threads) never
- * interleave within a line.
+ * with a single write(2) (or one syslog(3) call, which glibc serialises),
+ * so concurrent callers (Paho's threads) never interleave within a line.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 
 static int		 log_verbose;
 static const char	*log_ident = "qmp2mqtt";
+static enum log_target	 log_to = LOG_TARGET_STDERR;
 
 void
 log_init(int verbose, const char *ident)
@@ -37,20 +41,82 @@ log_getverbose(void)
 	return log_verbose;
 }
 
+/*
+ * 1 when stderr is the stream journald handed to this process: systemd
+ * sets JOURNAL_STREAM to "DEVICE:INODE" of it, and a child whose stderr was
+ * redirected elsewhere inherits the variable, hence the comparison.
+ */
+static int
+stderr_is_journal(void)
+{
+	const char		*js = getenv("JOURNAL_STREAM");
+	unsigned long long	 dev, ino;
+	struct stat		 st;
+	int			 end = 0;
+
+	if (js == NULL || sscanf(js, "%llu:%llu%n", &dev, &ino, &end) != 2 ||
+	    js[end] != '\0' || fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+}
+
+/* 1 when nobody reads stderr: closed, or a character device not a tty. */
+static int
+stderr_is_lost(void)
+{
+	struct stat	 st;
+
+	if (fstat(STDERR_FILENO, &st) == -1)
+		return 1;
+	return S_ISCHR(st.st_mode) && !isatty(STDERR_FILENO);
+}
+
+enum log_target
+log_select(int want_syslog)
+{
+	if (want_syslog || (!stderr_is_journal() && stderr_is_lost()))
+		log_to = LOG_TARGET_SYSLOG;
+	else if (stderr_is_journal())
+		log_to = LOG_TARGET_JOURNAL;
+	else
+		log_to = LOG_TARGET_STDERR;
+	if (log_to == LOG_TARGET_SYSLOG)
+		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	return log_to;
+}
+
+enum log_target
+log_gettarget(void)
+{
+	return log_to;
+}
+
+/*
+ * One line: "TIME IDENT LEVEL: message" on a plain stderr; "<PRI>LEVEL:
+ * message" for journald (which stamps and tags lines itself and reads the
+ * sd-daemon(3) priority prefix); "LEVEL: message" through syslog(3).
+ */
 static void
-vlog(const char *level, const char *fmt, va_list ap, const char *errstr)
+vlog(int pri, const char *level, const char *fmt, va_list ap,
+    const char *errstr)
 {
 	char		 buf[LOG_LINE_MAX];
 	struct timespec	 ts;
 	struct tm	 tm;
-	size_t		 n;
+	size_t		 n = 0;
 	int		 r;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(buf + n, sizeof(buf) - n, ".%03ldZ %s %s: ",
-	    ts.tv_nsec / 1000000, log_ident, level);
+	if (log_to == LOG_TARGET_STDERR) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+		r = snprintf(buf + n, sizeof(buf) - n, ".%03ldZ %s %s: ",
+		    ts.tv_nsec / 1000000, log_ident, level);
+	} else if (log_to == LOG_TARGET_JOURNAL)
+		r = snprintf(buf, sizeof(buf), "<%d>%s: ", pri, level);
+	else
+		r = snprintf(buf, sizeof(buf), "%s: ", level);
 	if (r > 0)
 		n += (size_t)r < sizeof(buf) - n ? (size_t)r : sizeof(buf) - n - 1;
 	r = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
@@ -68,6 +134,11 @@ vlog(const char *level, const char *fmt, va_list ap, const char *errstr)
 			buf[i] = '?';
 	if (n >= sizeof(buf) - 1)
 		n = sizeof(buf) - 2;
+	if (log_to == LOG_TARGET_SYSLOG) {
+		buf[n] = '\0';
+		syslog(pri, "%s", buf);
+		return;
+	}
 	buf[n++] = '\n';
 	(void)!write(STDERR_FILENO, buf, n);
 }
@@ -79,7 +150,7 @@ log_warn(const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	vlog("warning", fmt, ap, strerror(saved));
+	vlog(LOG_WARNING, "warning", fmt, ap, strerror(saved));
 	va_end(ap);
 	errno = saved;
 }
@@ -90,7 +161,7 @@ log_warnx(const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	vlog("warning", fmt, ap, NULL);
+	vlog(LOG_WARNING, "warning", fmt, ap, NULL);
 	va_end(ap);
 }
 
@@ -102,7 +173,7 @@ log_info(const char *fmt, ...)
 	if (log_verbose < 0)
 		return;
 	va_start(ap, fmt);
-	vlog("info", fmt, ap, NULL);
+	vlog(LOG_INFO, "info", fmt, ap, NULL);
 	va_end(ap);
 }
 
@@ -114,7 +185,7 @@ log_debug(const char *fmt, ...)
 	if (log_verbose < 1)
 		return;
 	va_start(ap, fmt);
-	vlog("debug", fmt, ap, NULL);
+	vlog(LOG_DEBUG, "debug", fmt, ap, NULL);
 	va_end(ap);
 }
 
@@ -125,7 +196,7 @@ fatal(const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	vlog("fatal", fmt, ap, strerror(saved));
+	vlog(LOG_CRIT, "fatal", fmt, ap, strerror(saved));
 	va_end(ap);
 	exit(1);
 }
@@ -136,7 +207,7 @@ fatalx(const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	vlog("fatal", fmt, ap, NULL);
+	vlog(LOG_CRIT, "fatal", fmt, ap, NULL);
 	va_end(ap);
 	exit(1);
 }

@@ -18,18 +18,22 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 
 #define SHUTDOWN_FLUSH_MS	5000
 #define FDS_RESERVED		64	/* broker, epoll, eventfd, Paho, logs */
 
 static volatile sig_atomic_t	got_quit;
 static volatile sig_atomic_t	got_usr1;
+static volatile sig_atomic_t	got_hup;
 
 static void
 on_signal(int sig)
 {
 	if (sig == SIGUSR1)
 		got_usr1 = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
 	else
 		got_quit = sig;
 }
@@ -38,9 +42,10 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: qmp2mqtt [-nvV] [-c file]\n"
+	    "usage: qmp2mqtt [-nsvV] [-c file]\n"
 	    "  -c file     configuration file (default %s)\n"
 	    "  -n          check the configuration and exit\n"
+	    "  -s          log to syslog (default: stderr)\n"
 	    "  -v          more logging (twice: log QMP traffic)\n"
 	    "  -V, --version  print the version and exit\n"
 	    "  -h, --help  this help\n"
@@ -75,6 +80,34 @@ fd_limit(size_t nvms)
 	return 0;
 }
 
+/*
+ * SIGHUP: the configuration is read and checked whole; a valid one is
+ * applied (bridge_reload), an invalid one is logged and published, and
+ * the running one stays.  Returns the configuration in force.
+ */
+static struct config *
+reload(struct bridge *b, struct config *cf, const char *file)
+{
+	struct config	*ncf;
+	char		 err[1024];
+
+	log_info("SIGHUP: reloading %s", file);
+	if ((ncf = config_load(file, err, sizeof(err))) == NULL) {
+		log_warnx("reload refused, running configuration kept: %s",
+		    err);
+		bridge_config_error(b, err);
+		return cf;
+	}
+	for (size_t i = 0; i < ncf->nwarnings; i++)
+		log_warnx("warning: %s", ncf->warnings[i]);
+	if (bridge_reload(b, ncf) == -1) {
+		config_free(ncf);
+		return cf;
+	}
+	config_free(cf);
+	return ncf;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -90,15 +123,18 @@ main(int argc, char *argv[])
 	struct sigaction	 sa;
 	sigset_t		 block, waitmask;
 	char			 err[1024];
-	int			 ch, noaction = 0, verbose = 0;
+	int			 ch, noaction = 0, verbose = 0, use_syslog = 0;
 
-	while ((ch = getopt_long(argc, argv, "c:nvVh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:nsvVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
 			break;
 		case 'n':
 			noaction = 1;
+			break;
+		case 's':
+			use_syslog = 1;
 			break;
 		case 'v':
 			verbose++;
@@ -119,6 +155,7 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	log_init(verbose, "qmp2mqtt");
+	log_select(use_syslog);
 
 	if ((cf = config_load(file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "qmp2mqtt: %s\n", err);
@@ -146,34 +183,48 @@ main(int argc, char *argv[])
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &block, &waitmask) == -1)
 		fatal("sigprocmask");
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
 	sigdelset(&waitmask, SIGUSR1);
+	sigdelset(&waitmask, SIGHUP);
 
 	if ((loop = loop_new()) == NULL)
 		fatalx("cannot create the event loop");
 	loop_set_sigmask(loop, &waitmask);
 	if ((b = bridge_new(loop, cf)) == NULL || bridge_start(b) == -1)
 		fatalx("cannot start the bridge");
+	if (notify_watchdog_start(loop) == -1)
+		fatalx("cannot start the watchdog timer");
+	notify_ready();
 
 	while (!got_quit) {
 		if (loop_run_once(loop, -1) == -1)
 			fatalx("event loop failed");
+		if (got_hup) {
+			got_hup = 0;
+			notify_reloading();
+			cf = reload(b, cf, file);
+			notify_ready();
+		}
 		if (got_usr1) {
 			got_usr1 = 0;
 			bridge_publish_stats(b);
 		}
 	}
 	log_info("signal %d: shutting down", (int)got_quit);
+	notify_stopping();
 	bridge_shutdown(b, SHUTDOWN_FLUSH_MS);
+	notify_watchdog_stop();
 	bridge_free(b);
 	loop_free(loop);
 	config_free(cf);

@@ -46,7 +46,7 @@
 #include "spool.h"
 
 enum mev_type { MEV_CONNECTED, MEV_CONNECT_FAILED, MEV_LOST, MEV_ACK,
-    MEV_NACK, MEV_MESSAGE, MEV_DISCONNECTED, MEV_SUBACK };
+    MEV_NACK, MEV_MESSAGE, MEV_DISCONNECTED, MEV_SUBACK, MEV_TLS_ERROR };
 
 struct mev {
 	struct mev	*next;
@@ -154,6 +154,7 @@ struct mqtt {
 	char			 cause[256];
 	uint64_t		 cause_ms;
 	uint64_t		 cause_repeats;
+	char			 tls_err[200];	/* this attempt's first */
 
 	struct ratelog		 rl_drop, rl_refused, rl_retry, rl_indrop;
 	struct loop_timer	*drop_timer;	/* reports suppressed lines */
@@ -355,7 +356,28 @@ cb_arrived(void *ctx, char *topic, int topiclen, MQTTAsync_message *pm)
 static void
 cb_conn_ok(void *ctx, MQTTAsync_successData *r)
 {
-	post_simple(ctx, MEV_CONNECTED, 0, 0, NULL);
+	post_simple(ctx, MEV_CONNECTED, 0, 0,
+	    r != NULL ? r->alt.connect.serverURI : NULL);
+}
+
+/*
+ * OpenSSL's error queue during a TLS connect ("...:certificate verify
+ * failed"), one line per call; the loop keeps the first of an attempt and
+ * names it in the connect failure.
+ */
+static int
+cb_tls_error(const char *str, size_t len, void *u)
+{
+	char	buf[200];
+
+	while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+		len--;
+	if (len >= sizeof(buf))
+		len = sizeof(buf) - 1;
+	memcpy(buf, str, len);
+	buf[len] = '\0';
+	post_simple(u, MEV_TLS_ERROR, 0, 0, buf);
+	return 0;
 }
 
 static void
@@ -366,6 +388,8 @@ cb_conn_ok5(void *ctx, MQTTAsync_successData5 *r)
 	if (e == NULL)
 		return;
 	e->type = MEV_CONNECTED;
+	if (r != NULL && r->alt.connect.serverURI != NULL)
+		e->text = strdup(r->alt.connect.serverURI);
 	if (r != NULL && MQTTProperties_hasProperty(&r->properties,
 	    MQTTPROPERTY_CODE_SERVER_KEEP_ALIVE))
 		e->keepalive = MQTTProperties_getNumericValue(&r->properties,
@@ -1254,10 +1278,13 @@ start_connect(struct mqtt *m)
 			so.privateKey = cf->keyfile;
 			so.enableServerCertAuth = cf->tls_verify;
 			so.verify = cf->tls_verify;
+			so.ssl_error_cb = cb_tls_error;
+			so.ssl_error_context = m->conn;
 			o->ssl = &so;
 		}
 	}
 	m->connecting = 1;
+	m->tls_err[0] = '\0';
 	rc = MQTTAsync_connect(m->cli, o);
 	MQTTProperties_free(&props);	/* Paho keeps a copy */
 	if (rc != MQTTASYNC_SUCCESS) {
@@ -1319,7 +1346,8 @@ on_suback(struct mqtt *m, int token, int ok)
 }
 
 static void
-on_connected(struct mqtt *m, int server_keepalive, int recvmax)
+on_connected(struct mqtt *m, int server_keepalive, int recvmax,
+    const char *uri)
 {
 	struct sub	*s;
 
@@ -1356,7 +1384,14 @@ on_connected(struct mqtt *m, int server_keepalive, int recvmax)
 	backoff_reset(&m->bo);
 	m->cause[0] = '\0';
 	m->cause_repeats = 0;
-	log_info("mqtt: connected to %s", m->cf->uris[0]);
+	for (size_t i = 0; uri != NULL && i < m->cf->nuris; i++) {
+		const char *u = strstr(m->cf->uris[i], "://");
+		if (u != NULL && strcmp(u + 3, uri) == 0) {
+			uri = m->cf->uris[i];	/* Paho drops the scheme */
+			break;
+		}
+	}
+	log_info("mqtt: connected to %s", uri != NULL ? uri : m->cf->uris[0]);
 	if (m->cf->tcp_nodelay)
 		set_nodelay_all();
 	for (s = m->subs; s != NULL; s = s->next)
@@ -1368,28 +1403,84 @@ on_connected(struct mqtt *m, int server_keepalive, int recvmax)
 }
 
 /*
+ * A TLS connect failure in words, or text.  OpenSSL's first error line
+ * ("...:error:0A000086:SSL routines:FUNC:certificate verify failed:FILE:
+ * LINE:") gives the reason.  Paho 1.3.12 checks the host name itself after
+ * a successful handshake and says nothing but "TCP/TLS connect failure",
+ * like for a refused TCP connection: both are named then.
+ */
+static const char *
+tls_cause(struct mqtt *m, int code, const char *text)
+{
+	static char	 buf[400];
+	const char	*r = m->tls_err, *p;
+	size_t		 rlen, i;
+	int		 tls = 0;
+
+	for (i = 0; i < m->cf->nuris; i++)
+		if (strncmp(m->cf->uris[i], "ssl://", 6) == 0 ||
+		    strncmp(m->cf->uris[i], "mqtts://", 8) == 0 ||
+		    strncmp(m->cf->uris[i], "wss://", 6) == 0)
+			tls = 1;
+	if (!tls || code > 0)
+		return text;
+	if (m->tls_err[0] != '\0') {
+		/* the 6th ':'-separated field is the reason */
+		for (i = 0, p = r; i < 5 && (p = strchr(p, ':')) != NULL; i++)
+			p++;
+		if (p != NULL && strstr(r, ":error:") != NULL) {
+			r = p;
+			rlen = (p = strchr(r, ':')) != NULL ? (size_t)(p - r) :
+			    strlen(r);
+		} else
+			rlen = strlen(r);
+		snprintf(buf, sizeof(buf), "TLS handshake failed: %.*s%s",
+		    (int)rlen, r, strncmp(r, "certificate verify failed",
+		    rlen) == 0 && rlen > 0 ? ": the broker's certificate is "
+		    "not signed by a CA of mqtt.tls.cafile / capath, or it "
+		    "has expired" : "");
+		return buf;
+	}
+	if (m->cf->tls_verify && text != NULL &&
+	    strstr(text, "TCP/TLS connect failure") != NULL) {
+		snprintf(buf, sizeof(buf), "TCP connect or TLS host name check "
+		    "failed: the broker is unreachable (refused, no route), or "
+		    "its certificate does not name the host of mqtt.uri "
+		    "(checked because mqtt.tls.verify is true)");
+		return buf;
+	}
+	return text;
+}
+
+/*
  * A connect attempt failed: its cause, in words, at info level; the same
  * cause again is logged at most once a minute, with a count.
  */
 static void
 log_connect_failure(struct mqtt *m, int code, const char *text)
 {
-	char		 cause[sizeof(m->cause)];
+	char		 cause[sizeof(m->cause)], where[300];
 	uint64_t	 now = loop_now_ms();
 
 	mqtt_connect_cause(m->cf->mqtt_version, code, text, cause,
 	    sizeof(cause));
+	/* With a list, Paho tried each in turn; the cause is the last one's. */
+	if (m->cf->nuris > 1)
+		snprintf(where, sizeof(where), "any of %s .. %s (%zu URIs; "
+		    "the last one's cause)", m->cf->uris[0],
+		    m->cf->uris[m->cf->nuris - 1], m->cf->nuris);
+	else
+		snprintf(where, sizeof(where), "%s", m->cf->uris[0]);
 	if (strcmp(cause, m->cause) == 0 && now - m->cause_ms < 60000) {
 		m->cause_repeats++;
 		return;
 	}
 	if (strcmp(cause, m->cause) == 0 && m->cause_repeats > 0)
 		log_info("mqtt: cannot connect to %s: %s (%llu more time(s) "
-		    "since the last report)", m->cf->uris[0], cause,
+		    "since the last report)", where, cause,
 		    (unsigned long long)m->cause_repeats);
 	else
-		log_info("mqtt: cannot connect to %s: %s", m->cf->uris[0],
-		    cause);
+		log_info("mqtt: cannot connect to %s: %s", where, cause);
 	snprintf(m->cause, sizeof(m->cause), "%s", cause);
 	m->cause_ms = now;
 	m->cause_repeats = 0;
@@ -1455,10 +1546,17 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 		switch (e->type) {
 		case MEV_CONNECTED:
 			if (!m->stopping)
-				on_connected(m, e->keepalive, e->recvmax);
+				on_connected(m, e->keepalive, e->recvmax,
+				    e->text);
+			break;
+		case MEV_TLS_ERROR:
+			if (m->tls_err[0] == '\0' && e->text != NULL)
+				snprintf(m->tls_err, sizeof(m->tls_err), "%s",
+				    e->text);
 			break;
 		case MEV_CONNECT_FAILED:
-			log_connect_failure(m, e->code, e->text);
+			log_connect_failure(m, e->code, tls_cause(m, e->code,
+			    e->text));
 			on_lost(m, e->text ? e->text : "connect failed", 1);
 			break;
 		case MEV_LOST:
@@ -1601,6 +1699,10 @@ mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int flags)
 {
 	struct sub	*s;
 
+	for (s = m->subs; s != NULL; s = s->next)
+		if (strcmp(s->filter, filter) == 0 && s->qos == qos &&
+		    s->flags == flags)
+			return 0;	/* already there */
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->filter = strdup(filter)) == NULL) {
 		free(s);
@@ -1613,6 +1715,61 @@ mqtt_subscribe(struct mqtt *m, const char *filter, int qos, int flags)
 	m->subs = s;
 	if (m->connected)
 		do_subscribe(m, s);
+	return 0;
+}
+
+int
+mqtt_unsubscribe(struct mqtt *m, const char *filter)
+{
+	struct sub	**sp, *s;
+
+	for (sp = &m->subs; (s = *sp) != NULL; sp = &s->next)
+		if (strcmp(s->filter, filter) == 0)
+			break;
+	if (s == NULL)
+		return 0;
+	*sp = s->next;
+	if (m->connected && m->cli != NULL) {
+		MQTTAsync_responseOptions ro =
+		    MQTTAsync_responseOptions_initializer;
+		int rc = MQTTAsync_unsubscribe(m->cli, filter, &ro);
+		if (rc != MQTTASYNC_SUCCESS)
+			log_warnx("mqtt: unsubscribe %s: %s", filter,
+			    MQTTAsync_strerror(rc));
+	}
+	free(s->filter);
+	free(s);
+	return 1;
+}
+
+int
+mqtt_reconfigure(struct mqtt *m, const struct config *cf,
+    const char *will_topic, const char *will_payload, int reconnect)
+{
+	char	*wt = NULL, *wp = NULL;
+
+	if (will_topic != NULL && ((wt = strdup(will_topic)) == NULL ||
+	    (wp = strdup(will_payload)) == NULL)) {
+		free(wt);
+		log_warnx("mqtt: out of memory");
+		return -1;
+	}
+	free(m->will_topic);
+	free(m->will_payload);
+	m->will_topic = wt;
+	m->will_payload = wp;
+	m->cf = cf;
+	m->keepalive = cf->keepalive_s;
+	if (!reconnect || m->stopping)
+		return 0;
+	/*
+	 * One clean reconnect: the old client sends DISCONNECT (no Last
+	 * Will), what was in flight is resent in order on the new one.
+	 */
+	log_info("mqtt: broker settings changed: reconnecting");
+	loop_timer_disarm(m->timer);
+	backoff_reset(&m->bo);
+	on_lost(m, "configuration reloaded", 1);
 	return 0;
 }
 

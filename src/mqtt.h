@@ -147,6 +147,18 @@ int		 mqtt_publish_corr(struct mqtt *, const char *topic,
  */
 int		 mqtt_subscribe(struct mqtt *, const char *filter, int qos,
 		    int flags);
+/* Forgets a subscription (unsubscribes now if connected).  1, or 0 if none. */
+int		 mqtt_unsubscribe(struct mqtt *, const char *filter);
+/*
+ * A reloaded configuration: cf (kept by reference, like mqtt_new's) and
+ * the Last Will apply from the next connection on; with reconnect, that
+ * next connection is made now (one clean disconnect, nothing lost: what
+ * was in flight is sent again in order).  0, or -1 when out of memory
+ * (nothing changed).
+ */
+int		 mqtt_reconfigure(struct mqtt *, const struct config *cf,
+		    const char *will_topic, const char *will_payload,
+		    int reconnect);
 
 /*
  * Makes the FIFO durable: every message but state messages is appended to

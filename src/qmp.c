@@ -34,6 +34,7 @@
 #define QMP_READ_CHUNK	65536
 #define QMP_READS_MAX	16		/* reads per wakeup, for fairness */
 #define QMP_WBUF_MAX	(256 * 1024)	/* queued output limit */
+#define QMP_EARLY_MAX	1024		/* events held during negotiation */
 
 enum qstate {
 	Q_IDLE, Q_BACKOFF, Q_CONNECTING, Q_GREETING, Q_NEGOTIATING, Q_READY
@@ -69,6 +70,7 @@ struct qmp {
 	uint32_t		 evmask;
 	int			 paused;
 	int			 failing;	/* drop after the current feed */
+	int			 quiesced;	/* qmp_quiesce(): no more I/O */
 	int			 attempts;
 	size_t			 buffered;	/* our share of *total_buffered */
 	struct loop_timer	*timer;
@@ -80,6 +82,9 @@ struct qmp {
 
 	uint64_t		 next_id;
 	struct pending		*phead, *ptail;
+	/* Events that arrived while NEGOTIATING, delivered once READY. */
+	json_object		**early;
+	size_t			 nearly;
 	enum qmp_liveness	 live;
 	int			 gone;		/* this attempt proved QMP_GONE */
 	struct sockaddr_storage	 peer;		/* address of the attempt */
@@ -113,6 +118,16 @@ qmp_new(struct loop *loop, const struct qmp_opts *o,
 	}
 	q->loop = loop;
 	q->o = *o;
+	/* Own copies: the configuration they came from may be reloaded. */
+	q->o.name = q->o.path = q->o.host = q->o.port = NULL;
+	if ((q->o.name = strdup(o->name)) == NULL ||
+	    (o->path != NULL && (q->o.path = strdup(o->path)) == NULL) ||
+	    (o->host != NULL && (q->o.host = strdup(o->host)) == NULL) ||
+	    (o->port != NULL && (q->o.port = strdup(o->port)) == NULL)) {
+		log_warnx("%s: out of memory", o->name);
+		qmp_free(q);
+		return NULL;
+	}
 	q->cb = *cb;
 	q->arg = arg;
 	q->fd = -1;
@@ -143,9 +158,21 @@ fail_pending(struct qmp *q)
 	}
 }
 
+/* Forgets the events held during negotiation (the connection is gone). */
+static void
+early_clear(struct qmp *q)
+{
+	for (size_t i = 0; i < q->nearly; i++)
+		json_object_put(q->early[i]);
+	free(q->early);
+	q->early = NULL;
+	q->nearly = 0;
+}
+
 static void
 close_fd(struct qmp *q)
 {
+	early_clear(q);
 	gate_leave(q);
 	if (q->fd != -1) {
 		loop_fd_del(q->loop, q->fd);
@@ -174,6 +201,10 @@ qmp_free(struct qmp *q)
 	fail_pending(q);
 	loop_timer_free(q->timer);
 	jstream_free(q->js);
+	free((char *)(uintptr_t)q->o.name);
+	free((char *)(uintptr_t)q->o.path);
+	free((char *)(uintptr_t)q->o.host);
+	free((char *)(uintptr_t)q->o.port);
 	free(q);
 }
 
@@ -305,7 +336,7 @@ set_events(struct qmp *q)
 {
 	uint32_t ev = 0;
 
-	if (q->fd == -1)
+	if (q->fd == -1 || q->quiesced)
 		return;
 	if (q->st == Q_CONNECTING || q->wlen > q->woff)
 		ev |= EPOLLOUT;
@@ -557,7 +588,7 @@ int
 qmp_command(struct qmp *q, const char *cmd, json_object *args,
     qmp_reply_cb cb, void *arg)
 {
-	if (q->st != Q_READY || q->failing) {
+	if (q->st != Q_READY || q->failing || q->quiesced) {
 		json_object_put(args);
 		return -1;
 	}
@@ -603,6 +634,48 @@ capabilities_reply(struct qmp *q, json_object *reply, void *arg)
 	log_info("%s: QMP ready", q->o.name);
 	if (q->cb.ready != NULL)
 		q->cb.ready(q, q->arg);
+	/*
+	 * Then the events QEMU sent before this reply (it may emit events as
+	 * soon as it switched to command mode, before it writes the reply),
+	 * in order.  Taken off q first: a callback may drop the connection.
+	 */
+	{
+		json_object	**ev = q->early;
+		size_t		  n = q->nearly;
+
+		q->early = NULL;
+		q->nearly = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (q->st == Q_READY && !q->failing) {
+				q->stats.events++;
+				if (q->cb.event != NULL)
+					q->cb.event(q, ev[i], q->arg);
+			}
+			json_object_put(ev[i]);
+		}
+		free(ev);
+	}
+}
+
+/*
+ * An event before the capabilities reply: held (a reference) for
+ * capabilities_reply(), at most QMP_EARLY_MAX of them (more means a
+ * broken peer; the excess is logged and counted unexpected).
+ */
+static void
+early_hold(struct qmp *q, json_object *msg)
+{
+	json_object **n;
+
+	if (q->nearly >= QMP_EARLY_MAX || (n = realloc(q->early,
+	    (q->nearly + 1) * sizeof(*n))) == NULL) {
+		q->stats.unexpected++;
+		log_warnx("%s: event during capabilities negotiation dropped "
+		    "(%zu already held)", q->o.name, q->nearly);
+		return;
+	}
+	q->early = n;
+	q->early[q->nearly++] = json_object_get(msg);
 }
 
 static void
@@ -679,6 +752,10 @@ handle_msg(struct qmp *q, json_object *msg)
 	}
 	if (json_object_object_get_ex(msg, "event", &v) &&
 	    json_object_is_type(v, json_type_string)) {
+		if (q->st == Q_NEGOTIATING) {
+			early_hold(q, msg);
+			return;
+		}
 		if (q->st != Q_READY)
 			return;
 		q->stats.events++;
@@ -838,6 +915,19 @@ do_read(struct qmp *q, int force)
 	}
 }
 
+void
+qmp_quiesce(struct qmp *q)
+{
+	if (q->fd != -1 && q->st != Q_CONNECTING && !q->failing)
+		do_read(q, 1);
+	q->paused = 1;
+	q->quiesced = 1;
+	loop_timer_disarm(q->timer);	/* no reconnect, no deadline */
+	gate_leave(q);
+	if (q->fd != -1)
+		loop_fd_del(q->loop, q->fd);	/* not even EPOLLHUP */
+}
+
 static void
 qmp_io(struct loop *l, int fd, uint32_t events, void *arg)
 {
@@ -883,6 +973,8 @@ qmp_timer(struct loop *l, struct loop_timer *t, void *arg)
 	struct qmp	*q = arg;
 	uint64_t	 now;
 
+	if (q->quiesced)
+		return;
 	switch (q->st) {
 	case Q_BACKOFF:
 		qmp_connect(q);

@@ -66,7 +66,11 @@ struct qmp_callbacks {
 	void	(*greeting)(struct qmp *, json_object *greeting, void *arg);
 	/* Capabilities negotiated: commands may be sent. */
 	void	(*ready)(struct qmp *, void *arg);
-	/* An event object ({"event": ...}) arrived while READY. */
+	/*
+	 * An event object ({"event": ...}) arrived while READY; those that
+	 * arrived during negotiation (QEMU may send them before the
+	 * capabilities reply) come right after ready(), in order.
+	 */
 	void	(*event)(struct qmp *, json_object *event, void *arg);
 	/* A READY connection was lost (not called for failed attempts). */
 	void	(*down)(struct qmp *, void *arg);
@@ -108,7 +112,7 @@ struct qmp_stats {
 	uint64_t	timeouts;	/* greeting or command timeouts */
 };
 
-/* Returns a stopped connection, or NULL (logged).  opts strings are borrowed. */
+/* Returns a stopped connection, or NULL (logged).  opts strings are copied. */
 struct qmp	*qmp_new(struct loop *, const struct qmp_opts *,
 		    const struct qmp_callbacks *, void *arg);
 /* Closes and frees; pending reply callbacks get NULL first.  NULL: no-op. */
@@ -129,6 +133,13 @@ enum qmp_liveness qmp_liveness(const struct qmp *);
 const char	*qmp_liveness_name(enum qmp_liveness); /* "alive", ... */
 const char	*qmp_name(const struct qmp *);
 const struct qmp_stats *qmp_stats(const struct qmp *);
+/*
+ * Shutdown: processes what QEMU already wrote to the socket (bounded:
+ * about 1 MiB; events are delivered to the callbacks as usual), then
+ * stops reading for good.  What QEMU emits afterwards is not read (QEMU
+ * drops events without a client; the next start reconciles exits).
+ */
+void		 qmp_quiesce(struct qmp *);
 /* Stops/starts reading input (backpressure); events stay queued in the kernel. */
 void		 qmp_pause(struct qmp *, int paused);
 /*

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
+#include "spool.h"
 #include "stats.h"
 #include "vm.h"
 
@@ -95,7 +96,7 @@ stats_publish(const struct stats_src *src)
 		return;
 	sb_add(&sb, ",\"vms\":{");
 	for (size_t i = 0; i < src->nvms; i++) {
-		const struct vm		*v = &src->vms[i];
+		const struct vm		*v = src->vms[i];
 		const struct qmp_stats	*qs = qmp_stats(v->q);
 
 		ev += v->events_in;
@@ -144,6 +145,9 @@ stats_publish(const struct stats_src *src)
 	add_u64(tot, "mqtt_refused", ms->refused);
 	add_u64(tot, "mqtt_coalesced", ms->coalesced);
 	add_u64(tot, "clashes", env->clashes);
+	add_u64(tot, "spool_errors", src->spool ? spool_errors(src->spool) : 0);
+	add_u64(tot, "spooled", src->spool ? spool_live(src->spool) : 0);
+	add_u64(tot, "state_errors", env->state_errors);
 	cmd = json_object_new_object();
 	by = json_object_new_object();
 	for (int r = 1; r < TK_NREASONS; r++) {

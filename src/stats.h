@@ -14,6 +14,7 @@
 
 struct cmd_ctx;
 struct mqtt;
+struct spool;
 struct vm;
 struct vm_env;
 
@@ -21,10 +22,11 @@ struct stats_src {
 	const struct vm_env	*env;
 	const struct cmd_ctx	*cmd;
 	struct mqtt		*mqtt;
-	const struct vm		*vms;
+	struct vm *const	*vms;
 	size_t			 nvms;
 	uint64_t		 started_ms;	/* monotonic */
 	const char		*topic;
+	const struct spool	*spool;		/* or NULL */
 };
 
 /* Builds and publishes the stats (retained).  Logs on memory exhaustion. */

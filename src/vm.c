@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -38,7 +39,8 @@ vm_in_colo(const char *mode)
 const char *
 vm_liveness(const struct vm *v)
 {
-	return qmp_liveness_name(qmp_liveness(v->q));
+	return qmp_liveness_name(v->q != NULL ? qmp_liveness(v->q) :
+	    QMP_UNREACHABLE);
 }
 
 static void
@@ -100,7 +102,7 @@ publish_state(struct vm *v, int force)
 	st.mode = nz(v->mode);
 	st.last_mode = nz(v->last_mode);
 	st.reason = nz(v->reason);
-	st.connected = qmp_ready(v->q);
+	st.connected = v->q != NULL && qmp_ready(v->q);
 	st.colo_status = v->colo_status;
 	st.updated_us = 0;
 	st.last_exit = v->last_exit;
@@ -113,6 +115,8 @@ publish_state(struct vm *v, int force)
 	st.peer = peer;
 	o = colo_state_json(&st);
 	json_object_put(peer);
+	if (o != NULL && v->gone)
+		json_object_object_add(o, "gone", json_object_new_boolean(1));
 	if (o == NULL || (s = json_object_to_json_string_length(o,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 	    &len)) == NULL) {
@@ -138,7 +142,7 @@ publish_state(struct vm *v, int force)
 	json_object_put(o);
 	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)
 		if (peer_set_local(&w->peer, v->mode, v->last_mode,
-		    vm_liveness(v), qmp_ready(v->q), v->tk_committed))
+		    vm_liveness(v), st.connected, v->tk_committed))
 			publish_state(w, 0);
 }
 
@@ -165,13 +169,15 @@ vm_publish_retained(struct vm *v)
 	publish_state(v, 1);
 }
 
-void
-vm_save(struct vm *v)
+static int
+save(struct vm *v, int sync)
 {
-	struct vmstate	st;
+	struct vm_env	*env = v->env;
+	struct vmstate	 st;
+	int		 r;
 
-	if (v->env->cf->state_dir == NULL)
-		return;
+	if (env->cf->state_dir == NULL)
+		return 0;
 	memset(&st, 0, sizeof(st));
 	memcpy(st.mode, v->mode, VM_ENUM_BUF);
 	memcpy(st.last_mode, v->last_mode, VM_ENUM_BUF);
@@ -179,8 +185,120 @@ vm_save(struct vm *v)
 	st.exited = v->exited;
 	st.seq_reserved = v->seq_reserved;
 	st.last_exit = v->last_exit;
-	(void)vmstate_save(v->env->cf->state_dir, v->cv->host, v->cv->name,
-	    &st);
+	r = vmstate_save(env->cf->state_dir, v->cv->host, v->cv->name, &st,
+	    sync);
+	if (r == -1) {
+		env->state_errors++;
+		if (!v->save_failed)
+			env->state_failing++;
+		v->save_failed = 1;
+	} else {
+		if (v->save_failed)
+			env->state_failing--;
+		v->save_failed = 0;
+		v->seq_stale = 0;	/* the new ceiling is above them all */
+	}
+	return r;
+}
+
+int
+vm_save(struct vm *v)
+{
+	return save(v, 0);
+}
+
+/*
+ * Test-only crash points: QMP2MQTT_TEST_CRASH_AFTER=state|spool (read
+ * once, at the first vm_init) makes the process _exit(137), like a
+ * kill -9, just before the spool write of a COLO_EXIT, after the save
+ * of a raised seq ceiling if one was due ("state"), or right after its
+ * spool write ("spool").  The
+ * e2e tests use it to hit these points deterministically.
+ */
+enum { CRASH_NONE, CRASH_STATE, CRASH_SPOOL };
+static int	crash_after = -1;
+
+static void
+crash_point(int where)
+{
+	if (crash_after == where) {
+		log_warnx("QMP2MQTT_TEST_CRASH_AFTER=%s: exiting (test hook)",
+		    where == CRASH_STATE ? "state" : "spool");
+		_exit(137);
+	}
+}
+
+/*
+ * The next seq of v.  A seq is handed out only below a ceiling that was
+ * saved durably before (seq_reserved, raised VMSTATE_SEQ_RESERVE at a
+ * time), so that a restart, which continues from the saved ceiling, never
+ * hands one out twice.  When the ceiling cannot be saved (a full disk),
+ * the state is marked stale and seqs become time-based, max(last + 1,
+ * wall clock in µs), until a save works again: a restart that finds the
+ * mark continues above its own wall clock, so above each of them (unless
+ * the clock went back, or a VM had over a million events a second).
+ */
+static uint64_t
+next_seq(struct vm *v)
+{
+	const struct config	*cf = v->env->cf;
+	uint64_t		 s = v->seq + 1, now;
+
+	if (v->seq_stale && s < (now = (uint64_t)loop_wall_us()))
+		s = now;
+	/* While stale, time-based seqs are safe: a save once a second. */
+	if (s >= v->seq_reserved && (!v->seq_stale ||
+	    loop_now_ms() - v->stale_try_ms >= 1000)) {
+		v->stale_try_ms = loop_now_ms();
+		v->seq_reserved = s + VMSTATE_SEQ_RESERVE;
+		if (save(v, 1) == -1 && !v->seq_stale) {
+			v->seq_stale = 1;
+			(void)vmstate_mark_stale(cf->state_dir, v->cv->host,
+			    v->cv->name);
+			log_warnx("%s/%s: seq ceiling not saved: seq is "
+			    "time-based until a save works", v->cv->host,
+			    v->cv->name);
+			if (s < (now = (uint64_t)loop_wall_us()))
+				s = now;
+			v->seq_reserved = s + VMSTATE_SEQ_RESERVE;
+		}
+	}
+	return v->seq = s;
+}
+
+void
+vm_recovered_exit(struct vm *v, const void *payload, size_t len)
+{
+	json_tokener	*tok;
+	json_object	*o, *sq, *old;
+	uint64_t	 seq, oseq = 0;
+
+	if ((tok = json_tokener_new()) == NULL)
+		return;
+	o = json_tokener_parse_ex(tok, payload, (int)len);
+	json_tokener_free(tok);
+	if (o == NULL || !json_object_object_get_ex(o, "seq", &sq) ||
+	    !json_object_is_type(sq, json_type_int)) {
+		json_object_put(o);
+		return;
+	}
+	seq = json_object_get_uint64(sq);
+	if (seq > v->seq)
+		v->seq = seq;
+	if (v->last_exit != NULL &&
+	    json_object_object_get_ex(v->last_exit, "seq", &old))
+		oseq = json_object_get_uint64(old);
+	if (seq <= oseq) {
+		json_object_put(o);	/* the state file knows it */
+		return;
+	}
+	log_info("%s/%s: colo_exit seq %" PRIu64 " recovered from the spool "
+	    "is newer than the saved state: taken as this session's exit",
+	    v->cv->host, v->cv->name, seq);
+	v->exited = 1;
+	json_object_put(v->last_exit);
+	v->last_exit = o;
+	(void)vm_save(v);
 }
 
 /* --- reconciliation ------------------------------------------------ */
@@ -424,34 +542,41 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 	int		 malformed = 0;
 	char		 t[TOPIC_MAX];
 
+	/*
+	 * Crash safety: the order of the writes is chosen so that a crash
+	 * (kill -9, or the test hook) at any point leaves the exit either
+	 * spooled or reconcilable, and no seq reusable:
+	 *  1. next_seq() saves a raised seq ceiling (state file, durably)
+	 *     before the seq is used; the state still says "not exited".
+	 *     A crash after it: nothing spooled, and the state says in COLO
+	 *     and not exited, so the restarted bridge reconciles the exit
+	 *     (with a seq above the saved ceiling).
+	 *  2. The event is spooled (mqtt_publish: one write of a spool
+	 *     record).  A crash after it, before 3: the restarted bridge
+	 *     resends it from the spool with its seq, and rolls it forward
+	 *     into the state first (vm_recovered_exit), so it is not also
+	 *     reconciled, and continues above its seq.
+	 *  3. The state is saved with "exited" and the new last_exit.
+	 * If a state save fails (a full disk), the seq ceiling is protected
+	 * by the stale mark (next_seq); an exit whose "exited" could not be
+	 * saved may be reconciled again by a restart after its spool record
+	 * is gone (a duplicate, marked reconciled, rather than a loss).
+	 */
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.host = v->cv->host;
 	ctx.vm = v->cv->name;
 	ctx.bridge = env->cf->bridge_id;
 	ctx.qemu = nz(v->qemu);
-	ctx.seq = ++v->seq;
+	ctx.seq = next_seq(v);
 	ctx.recv_us = loop_wall_us();
 	if ((out = colo_normalize_exit(ev, &ctx, &malformed)) == NULL) {
 		log_warnx("%s: out of memory normalising COLO_EXIT", v->cv->name);
-		v->seq--;
-		return;
+		return;		/* a gap in seq, never a reuse */
 	}
 	v->exits++;
 	if (reconciled)
 		json_object_object_add(out, "reconciled",
 		    json_object_new_boolean(1));
-	/*
-	 * Persist first, publish second: a crash in between must not leave
-	 * a spooled event whose exit the state file does not know about
-	 * (it would be resent and reconciled too), nor a seq that a restart
-	 * could hand out again.
-	 */
-	if (ctx.seq >= v->seq_reserved || !v->exited) {
-		if (ctx.seq >= v->seq_reserved)
-			v->seq_reserved = ctx.seq + VMSTATE_SEQ_RESERVE;
-		v->exited = 1;
-		vm_save(v);
-	}
 	if (malformed) {
 		v->malformed++;
 		env->malformed++;
@@ -466,6 +591,7 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 		    mode ? json_object_get_string(mode) : "null",
 		    reason ? json_object_get_string(reason) : "null", ctx.seq,
 		    reconciled ? " (reconciled)" : "");
+	crash_point(CRASH_STATE);
 	{
 		size_t		 len;
 		const char	*s = json_object_to_json_string_length(out,
@@ -475,9 +601,14 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 			mqtt_publish(env->mqtt, vm_topic(t, v,
 			    "event/colo_exit"), s, len, env->cf->qos, 0);
 	}
+	crash_point(CRASH_SPOOL);
 	env->events_out++;
 	json_object_put(v->last_exit);
 	v->last_exit = out;
+	if (!v->exited) {
+		v->exited = 1;
+		(void)vm_save(v);
+	}
 	if (v->colo_status == 0) {
 		/* No query-colo-status: the event is all we know. */
 		v->mode[0] = '\0';
@@ -585,16 +716,15 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 	v->cv = cv;
 	v->colo_status = -1;
 	peer_init(&v->peer, cv->peer_host != NULL, 0);
+	if (crash_after == -1) {
+		const char *c = getenv("QMP2MQTT_TEST_CRASH_AFTER");
+		crash_after = c == NULL ? CRASH_NONE :
+		    strcmp(c, "state") == 0 ? CRASH_STATE :
+		    strcmp(c, "spool") == 0 ? CRASH_SPOOL : CRASH_NONE;
+	}
 	if (cf->state_dir != NULL) {
 		struct vmstate st;
 		int r = vmstate_load(cf->state_dir, cv->host, cv->name, &st);
-		if (r == -1) {
-			/* Unknown past: jump far above any count. */
-			v->seq = v->seq_reserved =
-			    (uint64_t)loop_wall_us() / 1000;
-			log_warnx("%s/%s: state lost; seq continues from %"
-			    PRIu64, cv->host, cv->name, v->seq);
-		}
 		if (r == 0) {
 			memcpy(v->mode, st.mode, VM_ENUM_BUF);
 			memcpy(v->last_mode, st.last_mode, VM_ENUM_BUF);
@@ -602,6 +732,19 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 			v->exited = st.exited;
 			v->seq = v->seq_reserved = st.seq_reserved;
 			v->last_exit = st.last_exit;	/* taken over */
+		}
+		if (r == -1 || st.stale) {
+			/*
+			 * Unknown past, or seqs used above the saved ceiling
+			 * (time-based, see next_seq): continue above the
+			 * wall clock, hence above all of them.
+			 */
+			uint64_t now = (uint64_t)loop_wall_us();
+			if (v->seq < now)
+				v->seq = v->seq_reserved = now;
+			log_warnx("%s/%s: state %s; seq continues from %"
+			    PRIu64, cv->host, cv->name, r == -1 ? "lost" :
+			    "marked stale (a save had failed)", v->seq);
 		}
 	}
 	/* The longest suffix must fit, so vm_topic() never cuts. */
@@ -645,9 +788,65 @@ vm_start(struct vm *v, uint64_t first_poll_ms)
 		loop_timer_arm(v->poll, first_poll_ms);
 }
 
+static int
+same_str(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int
+vm_reconfigure(struct vm *v, const struct config_vm *cv)
+{
+	char	 t[TOPIC_MAX], *p;
+
+	if (!same_str(v->cv->peer_host, cv->peer_host) ||
+	    !same_str(v->cv->peer_vm, cv->peer_vm)) {
+		peer_init(&v->peer, cv->peer_host != NULL, 0);
+		v->local_peer = NULL;
+	}
+	v->cv = cv;
+	if (topic_build(t, sizeof(t), v->env->cf->base_topic, cv->host,
+	    cv->name, "") == -1 || (p = strdup(t)) == NULL) {
+		log_warnx("%s/%s: topics too long or out of memory",
+		    cv->host, cv->name);
+		return -1;
+	}
+	if (strcmp(p, v->prefix) != 0)
+		v->state_hash = 0;	/* new topic: publish it there */
+	free(v->prefix);
+	v->prefix = p;
+	return 0;
+}
+
+void
+vm_retire(struct vm *v, int clear)
+{
+	struct vm_env	*env = v->env;
+	char		 t[TOPIC_MAX];
+
+	qmp_free(v->q);		/* closes the connection; no callback after */
+	v->q = NULL;
+	if (v->save_failed)
+		env->state_failing--;
+	v->save_failed = 0;
+	(void)vm_save(v);
+	mqtt_publish(env->mqtt, vm_topic(t, v, "availability"),
+	    clear ? "" : "offline", clear ? 0 : 7, 1, MQTT_PUB_RETAIN);
+	if (clear) {
+		mqtt_publish(env->mqtt, vm_topic(t, v, "state"), "", 0, 1,
+		    MQTT_PUB_RETAIN);
+		return;
+	}
+	v->gone = 1;
+	publish_state(v, 1);
+}
+
 void
 vm_cleanup(struct vm *v)
 {
+	if (v->save_failed)
+		v->env->state_failing--;
+	v->save_failed = 0;
 	free(v->prefix);
 	qmp_free(v->q);
 	loop_timer_free(v->poll);

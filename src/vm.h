@@ -43,6 +43,8 @@ struct vm_env {
 	uint64_t		 events_out;
 	uint64_t		 malformed;
 	uint64_t		 clashes;	/* VMs another bridge serves too */
+	uint64_t		 state_errors;	/* failed VM state saves */
+	size_t			 state_failing;	/* VMs whose last save failed */
 	struct ratelim		 exit_log;	/* COLO_EXIT lines */
 	struct ratelim		 clash_log;
 	struct ratelim		 input_log;	/* QMP garbage lines */
@@ -76,6 +78,9 @@ struct vm {
 	char			 recon_mode[VM_ENUM_BUF];
 	char			 recon_reason[VM_ENUM_BUF];
 	uint64_t		 seq_reserved;	/* persisted seq upper bound */
+	int			 seq_stale;	/* ceiling not saved: time seqs */
+	uint64_t		 stale_try_ms;	/* last save tried meanwhile */
+	int			 save_failed;	/* the last state save failed */
 
 	/* The pair. */
 	struct peer_view	 peer;
@@ -97,6 +102,7 @@ struct vm {
 	uint64_t		 events_in;
 	uint64_t		 exits;
 	uint64_t		 malformed;
+	int			 gone;		/* removed: state says "gone" */
 };
 
 /*
@@ -109,6 +115,22 @@ int		 vm_init(struct vm *, struct vm_env *, const struct config_vm *,
 /* Starts connecting; the first status poll runs after first_poll_ms. */
 void		 vm_start(struct vm *, uint64_t first_poll_ms);
 void		 vm_cleanup(struct vm *);
+/*
+ * The same VM (same host, name and QMP address) in a reloaded
+ * configuration: cv replaces v->cv (which may be freed afterwards); the
+ * topic prefix is rebuilt (the base topic may have changed) and the peer
+ * view restarted when the peer changed.  The QMP connection stays.  0, or
+ * -1 (out of memory, logged: the old prefix stays).
+ */
+int		 vm_reconfigure(struct vm *, const struct config_vm *cv);
+/*
+ * The VM leaves this bridge (removed from the configuration, its socket
+ * no longer discovered): its QMP connection is closed, its state saved;
+ * availability goes offline and the retained state is either kept,
+ * marked "gone": true, or cleared (clear: empty retained payloads).
+ * vm_cleanup() must follow.
+ */
+void		 vm_retire(struct vm *, int clear);
 
 /* The VM's topic for suffix, in buf (TOPIC_MAX bytes). */
 const char	*vm_topic(char *buf, const struct vm *, const char *suffix);
@@ -118,8 +140,19 @@ void		 vm_publish_retained(struct vm *);
 void		 vm_publish_state(struct vm *);
 /* Reads query-colo-status again and publishes the state afterwards. */
 void		 vm_refresh(struct vm *);
-/* Persists what was published (no-op without a state_dir). */
-void		 vm_save(struct vm *);
+/*
+ * Persists what was published (no-op without a state_dir).  0, or -1
+ * (logged, counted in env->state_errors).
+ */
+int		 vm_save(struct vm *);
+/*
+ * A colo_exit of v recovered from the spool at start (not yet published):
+ * its seq was used, and if the state file does not know it yet (the
+ * process died between the spool write and the state save), the exit is
+ * rolled forward into the state, so that it is not also reconciled.
+ */
+void		 vm_recovered_exit(struct vm *, const void *payload,
+		    size_t len);
 /* 1 for "primary" and "secondary". */
 int		 vm_in_colo(const char *mode);
 /* The liveness name of the VM's QEMU ("alive", "gone", "unreachable"). */

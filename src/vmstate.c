@@ -69,9 +69,16 @@ vmstate_load(const char *dir, const char *host, const char *vm,
 	json_object	*o, *v;
 
 	memset(st, 0, sizeof(*st));
+	make_path(path, sizeof(path), dir, host, vm, ".json.stale");
+	st->stale = access(path, F_OK) == 0;
 	make_path(path, sizeof(path), dir, host, vm, ".json");
-	if (access(path, F_OK) == -1)
+	if (access(path, F_OK) == -1) {
+		if (st->stale) {
+			log_warnx("%s: missing, and marked stale", path);
+			return -1;
+		}
 		return 1;
+	}
 	if ((o = json_object_from_file(path)) == NULL ||
 	    !json_object_is_type(o, json_type_object)) {
 		log_warnx("%s: damaged state file ignored", path);
@@ -93,9 +100,45 @@ vmstate_load(const char *dir, const char *host, const char *vm,
 	return 0;
 }
 
+/* fsync()s a directory (a rename in it becomes durable).  0 or -1. */
+static int
+sync_dir(const char *dir)
+{
+	int fd, r;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+int
+vmstate_mark_stale(const char *dir, const char *host, const char *vm)
+{
+	char	path[4200];
+	int	fd;
+
+	make_path(path, sizeof(path), dir, host, vm, ".json.stale");
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640)) != -1) {
+		close(fd);
+		return 0;
+	}
+	log_warn("%s: cannot mark the VM state stale", path);
+	/* Then an empty state file: it reads as damaged, same effect. */
+	make_path(path, sizeof(path), dir, host, vm, ".json");
+	if ((fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)) != -1) {
+		close(fd);
+		return 0;
+	}
+	log_warn("%s: cannot truncate it either: a restart may reuse seq "
+	    "values", path);
+	return -1;
+}
+
 int
 vmstate_save(const char *dir, const char *host, const char *vm,
-    const struct vmstate *st)
+    const struct vmstate *st, int sync)
 {
 	char		 path[4096], tmp[4200];
 	json_object	*o = json_object_new_object();
@@ -123,6 +166,8 @@ vmstate_save(const char *dir, const char *host, const char *vm,
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	ok = fd != -1 && write(fd, s, len) == (ssize_t)len;
+	if (ok && sync && fsync(fd) == -1)
+		ok = 0;
 	if (fd != -1 && close(fd) == -1)
 		ok = 0;
 	if (ok && rename(tmp, path) == -1)
@@ -130,6 +175,13 @@ vmstate_save(const char *dir, const char *host, const char *vm,
 	if (!ok) {
 		log_warn("%s: cannot save VM state", path);
 		unlink(tmp);
+	} else {
+		if (sync && sync_dir(dir) == -1)
+			log_warn("%s: fsync", dir);
+		/* The ceiling just saved is above every seq used: not stale. */
+		snprintf(tmp, sizeof(tmp), "%s.stale", path);
+		if (unlink(tmp) == -1 && errno != ENOENT)
+			log_warn("%s", tmp);
 	}
 	json_object_put(o);
 	return ok ? 0 : -1;

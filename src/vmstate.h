@@ -7,6 +7,16 @@
  * One small JSON file per VM, <state_dir>/vm_<host>_<vm>.json (names
  * percent-encoded so that no name can leave the directory), replaced
  * atomically (write to a temporary file, then rename).
+ *
+ * seq safety: the owner hands out seqs only below a ceiling it saved
+ * first (seq_reserved).  When a save fails (a full disk), it marks the
+ * file stale instead: an empty <file>.stale next to it (creating an empty
+ * file needs an inode, not a block, so it works on a full disk; if even
+ * that fails the state file is truncated to nothing, which reads as
+ * damaged), and switches to time-based seqs (above the wall clock in µs).
+ * A load that finds the mark (or a damaged file) reports it, and the
+ * owner then continues above the wall clock, hence above every seq used
+ * before.  The next successful save removes the mark.
  */
 #ifndef QMP2MQTT_VMSTATE_H
 #define QMP2MQTT_VMSTATE_H
@@ -26,6 +36,8 @@ struct vmstate {
 					   current COLO session */
 	uint64_t	 seq_reserved;	/* every seq used is below this */
 	json_object	*last_exit;	/* owned reference, or NULL */
+	int		 stale;		/* (load) marked stale: seq_reserved
+					   may be below seqs used since */
 };
 
 /*
@@ -35,9 +47,15 @@ struct vmstate {
  */
 int	vmstate_load(const char *dir, const char *host, const char *vm,
 	    struct vmstate *st);
-/* Saves atomically.  0, or -1 (logged). */
+/*
+ * Saves atomically; with sync, durably (fsync of the file before the
+ * rename and of the directory after: for seq ceilings, which must survive
+ * a power cut).  Removes a stale mark.  0, or -1 (logged).
+ */
 int	vmstate_save(const char *dir, const char *host, const char *vm,
-	    const struct vmstate *st);
+	    const struct vmstate *st, int sync);
+/* Marks the saved state stale (see above).  0, or -1 (logged). */
+int	vmstate_mark_stale(const char *dir, const char *host, const char *vm);
 /* Releases st->last_exit. */
 void	vmstate_clear(struct vmstate *st);
 

@@ -692,6 +692,17 @@ def test_success_duplicate_replay_interval(ctx):
                            "none" and s.get("last_mode") == "secondary",
                            10, "state of %s mode none" % vm)
     check(st.retain, "state not retained")
+    # State is published only when it changed: after the next status poll
+    # (a barrier), no two state messages in a row differ only in
+    # updated_us.
+    rig.qmp_barrier(vm)
+    rig.qmp_barrier(vm)
+    states = [m.json() for m in rig.sub.on(h.state_topic(vm))]
+    for a, b in zip(states, states[1:]):
+        a2, b2 = dict(a), dict(b)
+        a2.pop("updated_us", None)
+        b2.pop("updated_us", None)
+        check(a2 != b2, "state published twice unchanged: %r" % b)
     # The simulator's COLO_EXIT (reason request) was published too.
     ev = rig.sub.wait_for(lambda m: True, 10, topic=h.event_topic(vm))
     h.check_event(ev, vm, rig.daemon, mode="secondary", reason="request",

@@ -27,6 +27,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import time
 
 import harness as h
@@ -245,6 +246,28 @@ def test_valgrind(ctx):
     h.stats_request(sub, d, lambda s: s["commands"]["refused"] >= 2 and
                     s["commands"]["ok"] >= 1, VG_SLOW * 3)
     d.check_alive()
+
+    # A live reload that removes vm3 and changes vm2's peer, then an
+    # invalid one: the replaced configuration and the retired VM are freed.
+    amark = sub.mark(h.avail_topic("vm3"))
+    with open(d.conf) as f:
+        text = f.read()
+    lines = [ln for ln in text.splitlines() if '"vm3"' not in ln]
+    new = "\n".join(lines).replace('name = "vm2";',
+                                   'name = "vm2"; peer = "hv7/x";')
+    new = new.replace("},\n);", "}\n);")
+    with open(d.conf, "w") as f:
+        f.write(new + "\n")
+    d.signal(signal.SIGHUP)
+    sub.wait_payload(h.avail_topic("vm3"), "offline", VG_SLOW * 3,
+                     since=amark)
+    with open(d.conf, "w") as f:
+        f.write(new + "\nbogus = 1;\n")
+    smark = sub.mark(h.bridge_topic("state"))
+    d.signal(signal.SIGHUP)
+    sub.wait_json(h.bridge_topic("state"), lambda o: o.get("config_error"),
+                  VG_SLOW * 3, "config_error after an invalid reload",
+                  since=smark)
 
     h.log("scenario done after %.1fs; SIGTERM" % (time.monotonic() - t_begin))
     rc = d.stop(timeout=120)

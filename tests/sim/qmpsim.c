@@ -368,6 +368,7 @@ struct vm {
 	struct client *c;
 	char *mode, *last_mode, *reason;
 	uint64_t k;             /* COLO_EXIT events emitted (the timestamp counter) */
+	char *early_mode, *early_reason; /* "early": COLO_EXIT before the next capabilities reply */
 	uint64_t heartbeats, commands, connects;
 	/* burst */
 	bool in_burst, burst_done;
@@ -968,6 +969,13 @@ static void handle_msg(struct vm *v, struct json_object *o)
 		}
 		c->negotiated = true;
 		S.nready++;
+		if (v->early_mode) {
+			/* QEMU may emit an event between negotiating and replying. */
+			emit_colo_exit(v, v->early_mode, v->early_reason);
+			free(v->early_mode);
+			free(v->early_reason);
+			v->early_mode = v->early_reason = NULL;
+		}
 		reply_return(v, "{}", has_id, id);
 		say("client %s ready", v->name);
 		return;
@@ -1431,7 +1439,7 @@ static void exec_line(char *line)
 
 	static const char *const sel_cmds[] = {
 		"exit", "burst", "raw", "garbage", "big", "endless", "deep", "slow", "close",
-		"unlisten", "listen", "mute", "state", "count", NULL
+		"unlisten", "listen", "mute", "state", "count", "early", NULL
 	};
 	bool known = false;
 	for (int i = 0; sel_cmds[i]; i++)
@@ -1462,6 +1470,22 @@ static void exec_line(char *line)
 			}
 		}
 		say("ok exit");
+	} else if (!strcmp(cmd, "early")) {
+		char *mode = word(&p), *reason = word(&p);
+		if (!mode || !reason || word(&p)) {
+			say("err usage: early SEL MODE REASON");
+			return;
+		}
+		unescape(mode);
+		unescape(reason);
+		for (uint32_t i = lo; i <= hi; i++) {
+			struct vm *v = &S.vms[i];
+			free(v->early_mode);
+			free(v->early_reason);
+			v->early_mode = xstrdup(mode);
+			v->early_reason = xstrdup(reason);
+		}
+		say("ok early");
 	} else if (!strcmp(cmd, "burst")) {
 		uint64_t count;
 		char *r = NULL;
@@ -1694,6 +1718,8 @@ static void finish(int code)
 			unlink(v->path);
 		free(v->name);
 		free(v->path);
+		free(v->early_mode);
+		free(v->early_reason);
 		free(v->mode);
 		free(v->last_mode);
 		free(v->reason);

@@ -153,6 +153,47 @@ test_compaction(void **state)
 	spool_close(NULL);
 }
 
+/* One bridge per directory: a second open is refused, naming the pid. */
+static void
+test_lock(void **state)
+{
+	struct spool	*s = spool_open(dir, err, sizeof(err));
+	char		 pid[32];
+
+	assert_non_null(s);
+	assert_null(spool_open(dir, err, sizeof(err)));
+	snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
+	assert_non_null(strstr(err, "in use by another qmp2mqtt"));
+	assert_non_null(strstr(err, pid));
+	spool_close(s);
+	s = spool_open(dir, err, sizeof(err));
+	assert_non_null(s);
+	spool_close(s);
+}
+
+/* live counts what is appended (or recovered) and not acknowledged. */
+static void
+test_live(void **state)
+{
+	struct spool	*s;
+	uint64_t	 a, b;
+
+	unlink(logpath());
+	s = spool_open(dir, err, sizeof(err));
+	a = spool_append(s, "t/x", "a", 1, 1, 0);
+	b = spool_append(s, "t/x", "b", 1, 1, 0);
+	assert_int_equal(spool_live(s), 2);
+	spool_ack(s, a);
+	assert_int_equal(spool_live(s), 1);
+	assert_int_equal(spool_errors(s), 0);
+	assert_int_equal(spool_problems(s), 0);
+	spool_close(s);
+	s = spool_open(dir, err, sizeof(err));
+	assert_int_equal(spool_live(s), 1);
+	spool_ack(s, b);
+	spool_close(s);
+}
+
 static void
 test_bad_dir(void **state)
 {
@@ -174,6 +215,8 @@ teardown(void **state)
 	unlink(logpath());
 	snprintf(p, sizeof(p), "%s/spool.tmp", dir);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s/lock", dir);
+	unlink(p);
 	return rmdir(dir);
 }
 
@@ -184,6 +227,8 @@ main(void)
 		cmocka_unit_test(test_recover_in_order),
 		cmocka_unit_test(test_torn_tail),
 		cmocka_unit_test(test_compaction),
+		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_live),
 		cmocka_unit_test(test_bad_dir),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
