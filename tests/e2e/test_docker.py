@@ -73,10 +73,11 @@ IMAGE_UID = 10001           # the Dockerfile's default QMP2MQTT_UID/GID
 COLO_UID = 10002            # docker/colo-demo/Dockerfile's COLO_UID
 SOCK_DIR_IN_IMAGE = "/run/qmp2mqtt"
 COMPOSE_FILE = os.path.join(ROOT, "docker", "compose.yaml")
-# The demo's credentials: docker/compose.yaml's defaults, equal to
-# docker/qmp2mqtt.conf and docker/operator.conf.
-BRIDGE_USER, BRIDGE_PASSWORD = "hv1", "hv1-demo-password"
-OPERATOR_USER, OPERATOR_PASSWORD = "operator", "operator-demo-password"
+# The broker users of the stack (docker/mosquitto/qmp2mqtt.acl); their
+# random passwords are in the stack's volume "secrets".
+BRIDGE_USER, OPERATOR_USER = "hv1", "operator"
+OPERATOR_UID = 10003        # compose.yaml's ctl service
+SECRETS_IN_IMAGE = "/run/qmp2mqtt-secrets"
 PACKAGES = ("podman runc catatonit netavark aardvark-dns iptables uidmap "
             "debootstrap podman-compose docker-compose").split()
 
@@ -407,11 +408,23 @@ def test_config_check(ctx):
     check_eq(rc, 0, "qmp2mqtt -n on the image's configuration (%s)" %
              (out + err).strip())
     check("configuration OK" in out + err, "-n printed %r" % (out + err))
-    # The compose stack's bridge and operator configurations.
-    for name in ("qmp2mqtt.conf", "operator.conf"):
+    # The compose stack's bridge and operator configurations, with
+    # password files as the stack's "secrets" service makes them.
+    sec = os.path.join(ctx.dir, "secrets")
+    for who, uid in (("bridge", IMAGE_UID), ("operator", OPERATOR_UID)):
+        os.makedirs(os.path.join(sec, who))
+        f = os.path.join(sec, who, "mqtt.password")
+        with open(f, "w") as fh:
+            fh.write("secret\n")
+        os.chmod(f, 0o600)
+        os.chown(f, uid, IMAGE_UID)
+    for name, uid in (("qmp2mqtt.conf", IMAGE_UID),
+                      ("operator.conf", OPERATOR_UID)):
         sample = os.path.join(ROOT, "docker", name)
         rc, out, err = podman_run("-n", opts=(
-            "-v", "%s:%s:ro" % (sample, CONF_IN_IMAGE)))
+            "--user", "%d:%d" % (uid, IMAGE_UID),
+            "-v", "%s:%s:ro" % (sample, CONF_IN_IMAGE),
+            "-v", "%s:%s:ro" % (sec, SECRETS_IN_IMAGE)))
         check_eq(rc, 0, "qmp2mqtt -n on docker/%s (%s)" %
                  (name, (out + err).strip()))
         check("warning" not in out + err, "docker/%s: %s" %
@@ -651,7 +664,7 @@ class Stack:
     """docker/compose.yaml under a project of its own (docker-compose
     against the podman service); close() always takes it down."""
 
-    SERVICES = ("mosquitto", "colo-demo", "qmp2mqtt")
+    SERVICES = ("secrets", "mosquitto", "colo-demo", "qmp2mqtt")
 
     def __init__(self, ctx, service, port):
         self.ctx = ctx
@@ -659,8 +672,7 @@ class Stack:
         self.project = "q2m-e2e-%d" % os.getpid()
         self.port = port
         env = dict(ENV)
-        for k in ("BRIDGE_PASSWORD", "OPERATOR_PASSWORD", "QMP2MQTT_USER",
-                  "COMPOSE_FILE", "COMPOSE_PROFILES"):
+        for k in ("QMP2MQTT_USER", "COMPOSE_FILE", "COMPOSE_PROFILES"):
             env.pop(k, None)        # the shipped defaults, nothing else
         env.update(DOCKER_HOST="unix://" + service.sock,
                    COMPOSE_PROJECT_NAME=self.project,
@@ -702,9 +714,19 @@ class Stack:
                           "w") as f:
                     f.write(out + err)
 
-    def exec_(self, service, script):
-        return podman("exec", self.container(service), "sh", "-c", script,
-                      timeout=30, what="podman exec %s" % service)
+    def secret(self, path):
+        """A file of the stack's volume "secrets" (read on the host)."""
+        rc, out, err = podman("volume", "inspect", "--format",
+                              "{{.Mountpoint}}", self.project + "_secrets",
+                              timeout=30)
+        check_eq(rc, 0, "podman volume inspect (%s)" % err.strip())
+        with open(os.path.join(out.strip(), path)) as f:
+            return f.readline().rstrip("\n")
+
+    def exec_(self, service, script, user=None):
+        opts = ["--user", user] if user else []
+        return podman("exec", *opts, self.container(service), "sh", "-c",
+                      script, timeout=30, what="podman exec %s" % service)
 
     def close(self):
         if not self.upped:
@@ -834,6 +856,20 @@ def test_compose_stack(ctx):
     stack = Stack(ctx, service, port)
     stack.up()
     base = h.BASE
+    # The random passwords "secrets" made, and their files.
+    bridge_pw = stack.secret("bridge/mqtt.password")
+    operator_pw = stack.secret("operator/mqtt.password")
+    check(len(bridge_pw) >= 32 and len(operator_pw) >= 32 and
+          bridge_pw != operator_pw, "generated passwords")
+    rc, out, err = stack.exec_("mosquitto",
+                               "stat -c '%n %a %u' /secrets/*/*", user="0")
+    check_eq(rc, 0, "stat of the secrets (%s)" % err.strip())
+    rc2, muid, _ = stack.exec_("mosquitto", "id -u")
+    check_eq(sorted(out.splitlines()), sorted([
+        "/secrets/bridge/mqtt.password 600 %d" % IMAGE_UID,
+        "/secrets/operator/mqtt.password 600 %d" % OPERATOR_UID,
+        "/secrets/broker/passwd 600 %s" % muid.strip()]),
+        "the secrets' modes and owners")
 
     # The broker: no anonymous access, no wrong password.
     for _ in h.deadline_loop(30, 0.2):
@@ -852,7 +888,7 @@ def test_compose_stack(ctx):
           % rc)
     check(mqtt_connack(port, OPERATOR_USER, "wrong") != 0,
           "operator with a wrong password accepted")
-    sub = AuthSubscriber(ctx, port, OPERATOR_USER, OPERATOR_PASSWORD,
+    sub = AuthSubscriber(ctx, port, OPERATOR_USER, operator_pw,
                          topics=(base + "/#",)).start(30)
 
     # The bridge online, the demo pair in COLO.
@@ -876,7 +912,7 @@ def test_compose_stack(ctx):
     # it would arrive before the allowed one).
     own = "%s/%s/e2e-acl/probe" % (base, BRIDGE_USER)
     other = "%s/hv-other/e2e-acl/probe" % base
-    mqtt_publish_seq(port, BRIDGE_USER, BRIDGE_PASSWORD,
+    mqtt_publish_seq(port, BRIDGE_USER, bridge_pw,
                      [(other, b"must not pass"), (own, b"ok")])
     sub.wait_for(lambda m: True, 10, "the bridge user's own-host probe",
                  topic=own)
@@ -907,8 +943,10 @@ def test_compose_stack(ctx):
     t1 = time.monotonic()
     rc, out, err = podman(
         "run", "--rm", "--network", stack.network,
+        "--user", "%d:%d" % (OPERATOR_UID, IMAGE_UID),
         "-v", "%s:%s:ro" % (os.path.join(ROOT, "docker", "operator.conf"),
                             CONF_IN_IMAGE),
+        "-v", "%s_secrets:%s:ro" % (stack.project, SECRETS_IN_IMAGE),
         "--entrypoint", "qmp2mqtt-ctl", IMAGE, "-c", CONF_IN_IMAGE,
         "takeover", h.HOST, "pri", "--expect", "primary", "--wait", "20",
         timeout=60, what="qmp2mqtt-ctl takeover hv1 pri (operator)")
