@@ -12,6 +12,7 @@
 #include "loop.h"
 #include "mqtt.h"
 #include "peer.h"
+#include "tkcache.h"
 #include "tkstore.h"
 #include "topic.h"
 #include "vm.h"

@@ -201,49 +201,4 @@ enum tk_reason	 tk_check_time(int64_t issued_us, int64_t now_us,
 void		 tk_digest(const void *payload, size_t len,
 		    unsigned char out[32]);
 
-/*
- * The replay cache: (host, vm, id) -> payload digest and first result,
- * kept for ttl_us, at most max entries (expired ones are evicted first).
- */
-struct tk_cache;
-
-enum tk_seen {
-	TK_SEEN_NEW,		/* recorded now: execute it */
-	TK_SEEN_DUPLICATE,	/* same id, same payload: answer again */
-	TK_SEEN_REPLAY,		/* same id, other payload: refuse */
-	TK_SEEN_FULL		/* no room without forgetting a live id: refuse */
-};
-
-struct tk_cache	*tk_cache_new(size_t max);	/* NULL: max 0 or no memory */
-void		 tk_cache_free(struct tk_cache *);	/* NULL is a no-op */
-/*
- * Looks (host, vm, id) up and records it when new.  On TK_SEEN_DUPLICATE
- * *result is the stored result JSON, or NULL while the first request is
- * still running.  Record only requests whose signature was verified.
- * An entry is live while now_us < recorded + ttl_us.  Bad arguments,
- * ttl_us <= 0 and memory exhaustion also give TK_SEEN_FULL.
- * An entry put back by tk_cache_restore() gives TK_SEEN_REPLAY for any
- * payload, the same one included, until a result is set: it was accepted
- * by an earlier bridge process whose result is lost, so it must never
- * execute again, and the bridge answers "replay" (the operator checks
- * the VM's state and sends a new id).
- */
-enum tk_seen	 tk_cache_check(struct tk_cache *, const char *host,
-		    const char *vm, const char *id,
-		    const unsigned char digest[32], int64_t now_us,
-		    int64_t ttl_us, const char **result);
-/* Stores the result of (host, vm, id) for duplicates.  0, or -1. */
-int		 tk_cache_set_result(struct tk_cache *, const char *host,
-		    const char *vm, const char *id, const char *result);
-size_t		 tk_cache_size(const struct tk_cache *);
-/*
- * Puts back an id recorded at recorded_us by an earlier process (see
- * tkstore.h), without result; an existing entry of the same key is
- * replaced.  Returns 0, or -1 (bad arguments, no memory, or the cache
- * holds max entries: the caller evicts nothing and fails closed).
- */
-int		 tk_cache_restore(struct tk_cache *, const char *host,
-		    const char *vm, const char *id,
-		    const unsigned char digest[32], int64_t recorded_us);
-
 #endif

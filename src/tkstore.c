@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "rec.h"
+#include "tkcache.h"
 #include "tkstore.h"
 
 #define MAGIC		"QTK1"

@@ -25,6 +25,7 @@
 #include <json.h>
 
 #include "takeover.h"
+#include "tkcache.h"
 
 #define HOST	"hv1"
 #define VM	"vm1"

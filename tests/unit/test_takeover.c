@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "takeover.h"
+#include "tkcache.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define US		INT64_C(1000000)

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "takeover.h"
+#include "tkcache.h"
 #include "tkstore.h"
 
 #define US	INT64_C(1000000)
