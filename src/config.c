@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "secret.h"
 #include "topic.h"
 
 #define KEY_MIN_BYTES	32
@@ -502,80 +503,18 @@ parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 }
 
 /*
- * Reads a private file (a key, a password): it must be the file itself
- * (not a symbolic link), a regular file (a FIFO would hang the daemon: it
- * is opened non-blocking and refused), owned by the daemon's user or root,
- * unreadable to group and others, at most KEY_FILE_MAX bytes.  Its bytes
- * go to buf (KEY_FILE_MAX + 1 bytes), their count to *lenp.  0 or -1 with
- * an error naming key and path.
+ * Reads a private file (see secret.h) for setting key; the error names
+ * key and path.  0 or -1.
  */
 static int
 read_private_file(struct cctx *c, const config_setting_t *s, const char *key,
     const char *what, const char *path, unsigned char *buf, size_t *lenp)
 {
-	const char		*name = strrchr(key, '.') ? strrchr(key, '.') + 1 :
-				    key;
+	char	err[512];
 
-	struct stat		 st;
-	size_t			 len = 0;
-	ssize_t			 n;
-	int			 fd;
-
-	*lenp = 0;
-	if (lstat(path, &st) == -1)
-		return cerr(c, s, key, "%s: %s", path, strerror(errno));
-	if (S_ISLNK(st.st_mode))
-		return cerr(c, s, key, "%s is a symbolic link; %s must name "
-		    "the %s itself", path, name, what);
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
-	    O_CLOEXEC)) == -1)
-		return cerr(c, s, key, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) == -1) {
-		close(fd);
-		return cerr(c, s, key, "%s: %s", path, strerror(errno));
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return cerr(c, s, key, "%s: not a regular file", path);
-	}
-	if (st.st_uid != geteuid() && st.st_uid != 0) {
-		close(fd);
-		return cerr(c, s, key, "%s: owned by uid %lu, neither the "
-		    "daemon's user (uid %lu) nor root; chown it", path,
-		    (unsigned long)st.st_uid, (unsigned long)geteuid());
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		close(fd);
-		return cerr(c, s, key, "%s: mode %04o lets group or others "
-		    "use it; chmod 600 it", path,
-		    (unsigned)(st.st_mode & 07777));
-	}
-	if (st.st_size > KEY_FILE_MAX) {
-		close(fd);
-		return cerr(c, s, key, "%s: larger than %d bytes: not a %s?",
-		    path, KEY_FILE_MAX, what);
-	}
-	/* Read it whole: it may have grown since fstat. */
-	while (len < KEY_FILE_MAX + 1) {
-		n = read(fd, buf + len, KEY_FILE_MAX + 1 - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			close(fd);
-			explicit_bzero(buf, KEY_FILE_MAX + 1);
-			return cerr(c, s, key, "%s: %s", path, strerror(errno));
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (len > KEY_FILE_MAX) {
-		explicit_bzero(buf, KEY_FILE_MAX + 1);
-		return cerr(c, s, key, "%s: larger than %d bytes: not a %s?",
-		    path, KEY_FILE_MAX, what);
-	}
-	*lenp = len;
+	if (secret_read(path, strrchr(key, '.') ? strrchr(key, '.') + 1 : key,
+	    what, buf, KEY_FILE_MAX, lenp, err, sizeof(err)) == -1)
+		return cerr(c, s, key, "%s", err);
 	return 0;
 }
 
