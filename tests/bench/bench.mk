@@ -6,7 +6,7 @@
 #   make bench BENCH_ARGS=--perf    + one throughput run under perf record
 #   make bench BENCH_ARGS='--phases tput --repeat 3'
 
-BENCH_TOOLS = $(B)/bench/sub $(B)/bench/pahopub $(B)/bench/tkpub
+BENCH_TOOLS = $(B)/bench/sub $(B)/bench/pahopub $(B)/bench/tkpub $(B)/bench/rawpub
 BENCH_ARGS ?=
 
 $(B)/bench/%: tests/bench/%.c

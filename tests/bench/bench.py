@@ -366,6 +366,72 @@ def start_bridge(ctx, vms, port, extra="", bridge=None):
     return d
 
 
+PEERS = ("py", "node")
+PEER_NAMES = {"bridge": "qmp2mqtt", "py": "Python peer (paho-mqtt)",
+              "node": "Node.js peer (mqtt.js)", "raw": "library-free",
+              "ref": "bare Paho"}
+
+
+class Peer:
+    """A peer bridge (tests/bench/peer.py or node/peer.js) over the same
+    QMP sockets: the bridge a user would write instead."""
+
+    def __init__(self, ctx, kind, vms, port):
+        self.kind = kind
+        lst = os.path.join(ctx.dir, "peer-%s.vms" % kind)
+        with open(lst, "w") as f:
+            f.write("\n".join("%s=%s" % (n, a[len("unix:"):])
+                              for n, a in vms) + "\n")
+        opts = ["-p", str(port), "-H", HOST, "-b", BASE, "-B", BRIDGE_ID,
+                "@" + lst]
+        if kind == "py":
+            argv = ["/usr/bin/python3", os.path.join(HERE, "peer.py")] + opts
+        else:
+            argv = ["node", os.path.join(HERE, "node", "peer.js")] + opts
+        self.proc = h.Proc("peer-" + kind, argv,
+                           os.path.join(ctx.dir, "peer-%s.log" % kind))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def signal(self, sig):
+        self.proc.signal(sig)
+
+    def close(self):
+        self.proc.kill()
+
+
+def start_target(ctx, kind, vms, port, extra=""):
+    """The bridge (kind "bridge") or a peer, started."""
+    if kind == "bridge":
+        return start_bridge(ctx, vms, port, extra=extra).start()
+    p = Peer(ctx, kind, vms, port)
+    ctx.register(p)
+    return p
+
+
+def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
+    """The library-free publisher (rawpub), same output as pahopub."""
+    argv = [os.path.join(TOOLS, "rawpub"), "-p", str(port), "-n", str(n),
+            "-V", "100", "-w", str(window), "-H", HOST, "-B", BRIDGE_ID,
+            "-b", BASE, "-T", str(timeout_s)]
+    if rate:
+        argv += ["-r", str(rate)]
+    p = h.Proc("rawpub", argv, os.path.join(d, name + ".err"),
+               stdout_pipe=True)
+    try:
+        outs, _ = p.p.communicate(timeout=timeout_s + 20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise BenchError("rawpub did not stop")
+    p.kill()
+    line = outs.decode().strip().splitlines()
+    line = line[-1] if line else ""
+    kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
+    return {k: int(v) for k, v in kv.items()}, p.pid
+
+
 def bridge_stats(port, daemon, timeout=10.0):
     """SIGUSR1, then the bridge/stats message published after it."""
     import paho.mqtt.client as mqtt
@@ -502,8 +568,8 @@ class Bench:
         return h.Ctx("%02d-%s" % (self.n_ctx, name), self.run)
 
     # ---- (1) + (5): throughput
-    def tput_ref(self, i):
-        ctx = self.ctx("tput-ref%d" % i)
+    def tput_ref(self, i, raw=False):
+        ctx = self.ctx("tput-%s%d" % ("raw" if raw else "ref", i))
         try:
             br = Broker(ctx.subdir("broker"))
             ctx.register(br)
@@ -514,8 +580,12 @@ class Bench:
             ctx.register(sub)
             b0 = cpu_us(br.pid)
             t0 = time.time()
-            res, pid = run_pahopub(ctx.dir, "pahopub", br.port, n,
-                                   window=self.a.window)
+            if raw:
+                res, pid = run_rawpub(ctx.dir, "rawpub", br.port, n,
+                                      window=self.a.raw_window)
+            else:
+                res, pid = run_pahopub(ctx.dir, "pahopub", br.port, n,
+                                       window=self.a.window)
             b1 = cpu_us(br.pid)
             summary, recs = sub.wait()
             a = analyse_events(recs, self.a.vms, self.a.events, sim_k=False)
@@ -529,16 +599,16 @@ class Bench:
             a["util"] = (res.get("cpu_us", 0) + (b1 - b0) +
                          int(kv(summary).get("cpu_us", 0))) / (
                 (a["t_last"] / 1e6 - t0) * 1e6 * os.cpu_count()) * 100
-            log("reference run %d: %s msg/s at the subscriber, %.1f us CPU/"
-                "msg in pahopub, lost %d dup %d (%s)" % (
-                    i, fmt_int(a["rate"]), a["cpu_per_msg"], a["lost"],
+            log("%s run %d: %s msg/s at the subscriber, %.1f us CPU/"
+                "msg in the publisher, lost %d dup %d (%s)" % (
+                    "rawpub" if raw else "pahopub", i, fmt_int(a["rate"]), a["cpu_per_msg"], a["lost"],
                     a["dups"], summary))
             return a
         finally:
             ctx.close()
 
-    def tput_bridge(self, i, perf=False):
-        ctx = self.ctx("tput-bridge%d" % i)
+    def tput_bridge(self, i, perf=False, kind="bridge"):
+        ctx = self.ctx("tput-%s%d" % (kind, i))
         perfp = None
         try:
             br = Broker(ctx.subdir("broker"))
@@ -549,11 +619,12 @@ class Bench:
             n = self.a.vms * self.a.events
             sub = Sub(ctx.dir, "sub", br.port,
                       ["%s/%s/+/event/colo_exit" % (BASE, HOST)], n,
-                      "/event/colo_exit", total_s=90)
+                      "/event/colo_exit", total_s=90 if kind == "bridge"
+                      else 150, idle_s=10)
             ctx.register(sub)
             vms = [("vm%d" % k, "unix:%s/vm%d.qmp" % (sim.sockdir, k))
                    for k in range(1, self.a.vms + 1)]
-            d = start_bridge(ctx, vms, br.port).start()
+            d = start_target(ctx, kind, vms, br.port)
             sim.cmd("wait-ready %d 20000" % self.a.vms, timeout=30)
             wait_cpu_quiet(d.pid)
             if perf:
@@ -582,10 +653,10 @@ class Bench:
                          int(kv(summary).get("cpu_us", 0))) / (
                 (a["t_last"] / 1e6 - t0) * 1e6 * os.cpu_count()) * 100
             a["sim_count"] = sim_count(sim)
-            st = bridge_stats(br.port, d)
+            st = bridge_stats(br.port, d) if kind == "bridge" else None
             a["stats"] = st and st.get("totals")
             a["summary"] = summary
-            log("bridge run %d: %s msg/s at the subscriber, %.1f us CPU/msg"
+            log(kind + " run %d: %s msg/s at the subscriber, %.1f us CPU/msg"
                 " in the bridge, lost %d dup %d ooo %d (%s); totals %s" % (
                     i, fmt_int(a["rate"]), a["cpu_per_msg"], a["lost"],
                     a["dups"], a["ooo"], summary, a["stats"]))
@@ -641,11 +712,14 @@ class Bench:
         self.res.setdefault("perf", {})[label] = outs
 
     # ---- (2): latency
-    def latency(self, ref):
-        ctx = self.ctx("latency-ref" if ref else "latency")
+    def latency(self, kind):
+        """kind: bridge, py, node (through qmpsim), ref (pahopub), raw
+        (rawpub), paced at the same rate."""
+        ctx = self.ctx("latency-" + kind)
         rate, secs = self.a.rate, self.a.seconds
         per_vm = rate * secs // self.a.vms
         n = per_vm * self.a.vms
+        pub = kind in ("ref", "raw")
         try:
             br = Broker(ctx.subdir("broker"))
             ctx.register(br)
@@ -653,16 +727,19 @@ class Bench:
                       ["%s/%s/+/event/colo_exit" % (BASE, HOST)], n,
                       "/event/colo_exit", total_s=secs + 40)
             ctx.register(sub)
-            if ref:
-                run_pahopub(ctx.dir, "pahopub", br.port, n, rate=rate,
-                            window=self.a.window)
+            if kind == "ref":
+                res, _ = run_pahopub(ctx.dir, "pahopub", br.port, n,
+                                     rate=rate, window=self.a.window)
+            elif kind == "raw":
+                res, _ = run_rawpub(ctx.dir, "rawpub", br.port, n,
+                                    rate=rate, window=self.a.raw_window)
             else:
                 sim = Sim(ctx.subdir("sim"), self.a.vms,
                           os.path.join(self.shm, "lat"), ["--stamp-now"])
                 ctx.register(sim)
                 vms = [("vm%d" % k, "unix:%s/vm%d.qmp" % (sim.sockdir, k))
                        for k in range(1, self.a.vms + 1)]
-                d = start_bridge(ctx, vms, br.port).start()
+                d = start_target(ctx, kind, vms, br.port)
                 sim.cmd("wait-ready %d 20000" % self.a.vms, timeout=30)
                 wait_cpu_quiet(d.pid)
                 c0 = cpu_us(d.pid)
@@ -670,27 +747,32 @@ class Bench:
                         timeout=secs + 30)
             summary, recs = sub.wait()
             a = analyse_events(recs, self.a.vms, per_vm, sim_k=False)
-            if not ref:
+            if pub:
+                a["cpu_per_ev"] = res.get("cpu_us", 0) / max(1, a["n"])
+                a["cpu_pct"] = res.get("cpu_us", 0) / (secs * 1e6) * 100
+            else:
                 a["cpu_pct"] = (cpu_us(d.pid) - c0) / (secs * 1e6) * 100
                 a["cpu_per_ev"] = (cpu_us(d.pid) - c0) / max(1, a["n"])
                 a["sim_count"] = sim_count(sim)
-                st = bridge_stats(br.port, d)
+                st = bridge_stats(br.port, d) if kind == "bridge" else None
                 a["stats"] = st and st.get("totals")
             a["expected"] = n
             a["summary"] = summary
             lat = a["lat"]
-            log("latency%s: n=%d p50 %s p99 %s max %s ms, lost %d (%s)" % (
-                " (Paho reference)" if ref else "", a["n"],
-                fmt_ms(pct(lat, 50)), fmt_ms(pct(lat, 99)),
-                fmt_ms(lat[-1] if lat else 0), a["lost"], summary))
+            log("latency %s: n=%d p50 %s p99 %s max %s ms, lost %d, %.0f us"
+                " CPU/event (%s)" % (
+                    kind, a["n"], fmt_ms(pct(lat, 50)), fmt_ms(pct(lat, 99)),
+                    fmt_ms(lat[-1] if lat else 0), a["lost"],
+                    a["cpu_per_ev"], summary))
             return a
         finally:
             ctx.close()
 
     # ---- (3): scale
-    def scale(self, n):
-        ctx = self.ctx("scale%d" % n)
+    def scale(self, n, kind="bridge"):
+        ctx = self.ctx("scale%d-%s" % (n, kind))
         perfp = None
+        bridge = kind == "bridge"
         try:
             br = Broker(ctx.subdir("broker"))
             ctx.register(br)
@@ -698,30 +780,31 @@ class Bench:
                       os.path.join(self.shm, "scale%d" % n),
                       ["--close-listener"])
             ctx.register(sim)
-            sub = Sub(ctx.dir, "sub", br.port,
-                      ["%s/%s/+/availability" % (BASE, HOST)], n,
-                      "/availability=online", total_s=60, idle_s=20,
-                      linger_ms=100)
-            ctx.register(sub)
+            sub = None
+            if bridge:      # the peers publish no availability
+                sub = Sub(ctx.dir, "sub", br.port,
+                          ["%s/%s/+/availability" % (BASE, HOST)], n,
+                          "/availability=online", total_s=60, idle_s=20,
+                          linger_ms=100)
+                ctx.register(sub)
             vms = [("vm%d" % k, "unix:%s/vm%d.qmp" % (sim.sockdir, k))
                    for k in range(1, n + 1)]
-            d = start_bridge(ctx, vms, br.port)
             sim.send("wait-ready %d 30000" % n)
             t0 = time.time()
-            d.start()
-            if self.a.perf and n == max(self.a.scale):
+            d = start_target(ctx, kind, vms, br.port)
+            if self.a.perf and bridge and n == max(self.a.scale):
                 perfp = self.perf_start(ctx.dir, d.pid, settle=False)
             t_ready, ans = sim.answer(40)
             if not ans.startswith("ok"):
                 raise BenchError("%d VMs: %s" % (n, ans))
             c_ready = cpu_us(d.pid)
-            summary, recs = sub.wait()
+            summary, recs = sub.wait() if sub else ("", [])
             c_online = cpu_us(d.pid)
             if perfp is not None:
                 self.perf_stop(perfp, ctx.dir, "scale%d" % n)
                 perfp = None
             online = [r[0] for r in recs if r[5] == "online"]
-            r = {"n": n, "ready_s": t_ready - t0,
+            r = {"n": n, "kind": kind, "ready_s": t_ready - t0,
                  "online_s": (max(online) / 1e6 - t0) if online else None,
                  "online": len(set(x[3] for x in recs if x[5] == "online")),
                  "cpu_ready_us": c_ready, "cpu_start_us": c_online,
@@ -729,23 +812,42 @@ class Bench:
             wait_cpu_quiet(d.pid, 0.5, 3)
             st = proc_status(d.pid)
             r["rss_kib"] = rss_kib(d.pid)
-            r["hwm_kib"] = rss_kib(d.pid, "VmHWM")
             r["fds"] = nfds(d.pid)
             r["threads"] = int(st.get("Threads", "0"))
-            # idle: one full status_interval_s (10 s): every VM is polled
-            # once and bridge/stats published once in that window.
-            c0 = cpu_us(d.pid)
-            time.sleep(self.a.idle)
-            r["idle_cpu_us"] = cpu_us(d.pid) - c0
+            # One COLO_EXIT per VM (the history each VM keeps), then RSS.
+            sub2 = Sub(ctx.dir, "sub-exit", br.port,
+                       ["%s/%s/+/event/colo_exit" % (BASE, HOST)], n,
+                       "/event/colo_exit", total_s=60, idle_s=10,
+                       linger_ms=100)
+            ctx.register(sub2)
+            ce0 = cpu_us(d.pid)
+            sim.cmd("burst all 1", timeout=30)
+            s2, recs2 = sub2.wait()
+            r["exits"] = len(set(x[3] for x in recs2
+                                 if x[4] == "event/colo_exit"))
+            wait_cpu_quiet(d.pid, 0.5, 5)
+            r["exit_cpu_us"] = cpu_us(d.pid) - ce0
+            r["rss_exit_kib"] = rss_kib(d.pid)
+            r["hwm_kib"] = rss_kib(d.pid, "VmHWM")
+            r["idle_cpu_us"] = None
+            r["vms_ready"] = None
+            if bridge:
+                # idle: one full status_interval_s (10 s): every VM is
+                # polled once and bridge/stats published once in it.
+                c0 = cpu_us(d.pid)
+                time.sleep(self.a.idle)
+                r["idle_cpu_us"] = cpu_us(d.pid) - c0
+                sts = bridge_stats(br.port, d)
+                r["vms_ready"] = sts and sts.get("totals", {}).get(
+                    "vms_ready")
             r["rss_idle_kib"] = rss_kib(d.pid)
-            sts = bridge_stats(br.port, d)
-            r["vms_ready"] = sts and sts.get("totals", {}).get("vms_ready")
             r["sim_fds"] = nfds(sim.pid)
-            log("scale %d: handshakes %.3f s, online %.3f s, RSS %d KiB, "
-                "fds %d, start CPU %.2f s, idle CPU %.1f ms/s, vms_ready %s"
-                % (n, r["ready_s"], r["online_s"] or -1, r["rss_kib"],
-                   r["fds"], r["cpu_start_us"] / 1e6,
-                   r["idle_cpu_us"] / 1e3 / self.a.idle, r["vms_ready"]))
+            log("scale %d %s: handshakes %.3f s, online %.3f s, RSS %d KiB,"
+                " with one exit per VM %d KiB (%d exits), fds %d, start CPU "
+                "%.2f s, vms_ready %s" % (
+                    n, kind, r["ready_s"], r["online_s"] or -1,
+                    r["rss_kib"], r["rss_exit_kib"], r["exits"], r["fds"],
+                    r["cpu_start_us"] / 1e6, r["vms_ready"]))
             return r
         finally:
             if perfp is not None:
@@ -753,8 +855,8 @@ class Bench:
             ctx.close()
 
     # ---- (4): takeover
-    def takeover(self):
-        ctx = self.ctx("takeover")
+    def takeover(self, kind="bridge"):
+        ctx = self.ctx("takeover-" + kind)
         n = self.a.takeovers
         try:
             br = Broker(ctx.subdir("broker"))
@@ -771,7 +873,7 @@ class Bench:
                    for k in range(1, n + 1)]
             extra = ("takeover = { enabled = true; key_file = %s; "
                      "min_interval_s = 0; };\n" % json.dumps(keyf))
-            d = start_bridge(ctx, vms, br.port, extra=extra).start()
+            d = start_target(ctx, kind, vms, br.port, extra=extra)
             sim.cmd("wait-ready %d 20000" % n, timeout=30)
             if not br.wait_log("cmd/takeover", 10):
                 raise BenchError("the bridge did not subscribe to "
@@ -780,7 +882,7 @@ class Bench:
             out = os.path.join(ctx.dir, "tkpub.tsv")
             p = h.Proc("tkpub", [os.path.join(TOOLS, "tkpub"), "-p",
                                  str(br.port), "-k", keyf, "-H", HOST, "-b",
-                                 BASE, "-t", "5000", "-o", out]
+                                 BASE, "-t", "3000", "-o", out]
                        + ["vm%d" % k for k in range(1, n + 1)],
                        os.path.join(ctx.dir, "tkpub.err"), stdout_pipe=True)
             try:
@@ -814,7 +916,7 @@ class Bench:
                                         for x in ok)
             res["to_hb_line"] = sorted(int(x["t_hb"] * 1e6) - x["t_pub"]
                                        for x in ok if x["t_hb"])
-            log("takeover: %d/%d ok; round trip p50 %s p99 %s ms; "
+            log("takeover " + kind + ": %d/%d ok; round trip p50 %s p99 %s ms; "
                 "request->QEMU p50 %s ms; ->result p50 %s ms %s" % (
                     res["ok"], res["n"], fmt_ms(pct(res["rt"], 50)),
                     fmt_ms(pct(res["rt"], 99)),
@@ -845,9 +947,13 @@ class Bench:
         os.makedirs(self.shm, exist_ok=True)
         self.steal0 = cpu_steal()
         try:
+            peers = [k for k in PEERS if k in a.peers]
             if "tput" in a.phases:
-                refs, brs = [], []
+                raws, refs, brs = [], [], []
                 for i in range(1, a.repeat + 1):
+                    r = self.phase("tput-raw", self.tput_ref, i, raw=True)
+                    if r:
+                        raws.append(r)
                     r = self.phase("tput-ref", self.tput_ref, i)
                     if r:
                         refs.append(r)
@@ -855,19 +961,31 @@ class Bench:
                                    perf=False)
                     if r:
                         brs.append(r)
+                for k in peers:
+                    r = self.phase("tput-" + k, self.tput_bridge, 1,
+                                   kind=k)
+                    self.res["tput_" + k] = [r] if r else []
                 if a.perf:
                     self.phase("perf", self.tput_bridge, 0, perf=True)
-                self.res["ref"], self.res["bridge"] = refs, brs
+                self.res["raw"], self.res["ref"], self.res["bridge"] = \
+                    raws, refs, brs
             if "latency" in a.phases:
-                self.res["lat"] = self.phase("latency", self.latency, False)
-                self.res["lat_ref"] = self.phase("latency-ref", self.latency,
-                                                 True)
+                for k in ["bridge", "raw", "ref"] + peers:
+                    self.res["lat_" + k] = self.phase("latency-" + k,
+                                                      self.latency, k)
             if "scale" in a.phases:
                 self.res["scale"] = [x for x in (
                     self.phase("scale", self.scale, n) for n in a.scale)
                     if x]
+                for k in peers:
+                    self.res["scale_" + k] = [x for x in (
+                        self.phase("scale-" + k, self.scale, n, k)
+                        for n in a.scale) if x]
             if "takeover" in a.phases:
                 self.res["tk"] = self.phase("takeover", self.takeover)
+                for k in peers:
+                    self.res["tk_" + k] = self.phase("takeover-" + k,
+                                                     self.takeover, k)
         finally:
             signal.alarm(0)
             shutil.rmtree(self.shm, ignore_errors=True)
@@ -881,118 +999,115 @@ class Bench:
         a, R = self.a, self.res
         rows = []
 
-        def row(num, what, value, ref="", target=""):
-            rows.append((num, what, value, ref, target))
-
         best = lambda lst: max(lst, key=lambda x: x["rate"]) if lst else None
-        ref, br = best(R.get("ref")), best(R.get("bridge"))
-        nmsg = a.vms * a.events
+        T = {"bridge": best(R.get("bridge")), "raw": best(R.get("raw")),
+             "ref": best(R.get("ref")), "py": best(R.get("tput_py")),
+             "node": best(R.get("tput_node"))}
+        cols = ("bridge", "raw", "ref", "py", "node")
+
+        def cells(f, src):
+            out = []
+            for k in cols:
+                x = src.get(k)
+                try:
+                    out.append(f(x) if x else "–")
+                except (KeyError, TypeError, ZeroDivisionError):
+                    out.append("–")
+            return out
+
+        def row(num, what, vals, ratio="", target=""):
+            rows.append([num, what] + vals + [ratio, target])
+
+        def ratio(src, key, other, inv=False):
+            x, y = src.get("bridge"), src.get(other)
+            if not x or not y or not y.get(key):
+                return None
+            return (y[key] / x[key]) if inv else (x[key] / y[key])
+
+        def fr(v):
+            return "–" if v is None else "%.2f" % v
+
         if "tput" in a.phases:
-            if br:
-                ratio = ("%s msg/s ref → **%.2f**" % (
-                    fmt_int(ref["rate"]), br["rate"] / ref["rate"])) \
-                    if ref else "no reference"
-                row("1", "throughput: %d VMs × %s COLO_EXIT burst, QoS 1, "
-                    "msg/s at the subscriber (best of %d)" % (
-                        a.vms, fmt_int(a.events), len(R["bridge"])),
-                    "**%s** msg/s" % fmt_int(br["rate"]), ratio,
-                    "≥ 90 %% of ref (≥ %s)" % fmt_int(0.9 * ref["rate"])
-                    if ref else "≥ 90 % of ref")
-                row("1", "lost / duplicated / out of order, by (vm, seq) "
-                    "[by time_us]",
-                    "%d / %d / %d [%d / %d]" % (br["lost"], br["dups"],
-                                                br["ooo"], br["lost_t"],
-                                                br["dups_t"]),
-                    "%d / %d / %d" % (ref["lost"], ref["dups"], ref["ooo"])
-                    if ref else "", "0 lost")
-                row("1", "bridge CPU per message (utime+stime)",
-                    "%.1f µs" % br["cpu_per_msg"],
-                    ("pahopub %.1f µs → %.2f×" % (
-                        ref["cpu_per_msg"],
-                        br["cpu_per_msg"] / ref["cpu_per_msg"]))
-                    if ref else "", "")
-                row("1", "end to end: burst start → last event at the "
-                    "subscriber", "%.2f s (%s msg/s)" % (
-                        nmsg / br["rate_e2e"], fmt_int(br["rate_e2e"])),
-                    ("%.2f s (%s msg/s) → %.2f" % (
-                        nmsg / ref["rate_e2e"], fmt_int(ref["rate_e2e"]),
-                        br["rate_e2e"] / ref["rate_e2e"])) if ref else "",
-                    "")
-            else:
-                row("1", "throughput", "did not run", "", "")
-        lat, latr = R.get("lat"), R.get("lat_ref")
-        if lat:
-            L = lat["lat"]
-            Lr = latr["lat"] if latr else []
-            row("2", "latency: %s ev/s over %d VMs for %d s, QEMU timestamp "
-                "→ subscriber, p50 / p99 / max" % (
+            rr, rp = ratio(T, "rate", "raw"), ratio(T, "rate", "ref")
+            fast = max([T[k]["rate"] for k in ("py", "node") if T.get(k)]
+                       or [0])
+            rf = (T["bridge"]["rate"] / fast) if fast and T["bridge"] \
+                else None
+            row("1", "burst throughput: %d VMs × %s COLO_EXIT, QoS 1, msg/s "
+                "at the subscriber (best of %d; peers: 1 run)" % (
+                    a.vms, fmt_int(a.events), a.repeat),
+                cells(lambda x: "**%s**" % fmt_int(x["rate"]), T),
+                "/raw **%s**; /Paho %s; /fastest peer **%s**" % (
+                    fr(rr), fr(rp), fr(rf)),
+                "≥ 0.8 × raw, ≥ 1.2 × fastest peer")
+            row("1", "  lost / duplicated / out of order per VM",
+                cells(lambda x: "%d / %d / %d" % (x["lost"], x["dups"],
+                                                  x["ooo"]), T),
+                "", "0 / – / 0")
+            rn = ratio(T, "cpu_per_msg", "node")
+            row("1", "  CPU per message (utime+stime, all threads; for the "
+                "publishers, their own)",
+                cells(lambda x: "%.1f µs" % x["cpu_per_msg"], T),
+                "/Node.js peer **%s**; /Paho %s" % (
+                    fr(rn), fr(ratio(T, "cpu_per_msg", "ref"))),
+                "≤ 0.6 × Node.js peer")
+            row("1", "  end to end: burst start → last event at the "
+                "subscriber", cells(lambda x: "%.2f s" % (
+                    a.vms * a.events / x["rate_e2e"]), T), "", "")
+        L = {k: R.get("lat_" + k) for k in cols}
+        if any(L.values()):
+            row("2", "latency at %s ev/s over %d VMs for %d s, QEMU "
+                "timestamp → subscriber, p50 / p99 / max ms" % (
                     fmt_int(a.rate), a.vms, a.seconds),
-                "%s / **%s** / %s ms" % (fmt_ms(pct(L, 50)),
-                                         fmt_ms(pct(L, 99)),
-                                         fmt_ms(L[-1] if L else 0)),
-                ("pahopub %s / %s / %s ms" % (
-                    fmt_ms(pct(Lr, 50)), fmt_ms(pct(Lr, 99)),
-                    fmt_ms(Lr[-1] if Lr else 0))) if Lr else "",
-                "p99 ≤ 1 ms")
-            row("2", "  events received / lost / duplicated; bridge CPU",
-                "%s / %d / %d; %.1f %% of a core" % (
-                    fmt_int(lat["n"]), lat["lost"], lat["dups"],
-                    lat.get("cpu_pct", 0)),
-                ("%s / %d / %d" % (fmt_int(latr["n"]), latr["lost"],
-                                   latr["dups"])) if latr else "", "0 lost")
-        for s in R.get("scale") or []:
-            n = s["n"]
-            row("3", "scale %s VMs: bridge start → all handshakes done "
-                "(qmpsim) / all `online` at the subscriber" % fmt_int(n),
-                "**%.2f s** / %.2f s" % (s["ready_s"], s["online_s"] or -1),
-                "", "≤ 2 s")
-            row("3", "  RSS (peak) / per VM; open fds; threads",
-                "**%.1f MiB** (%.1f) / %.2f KiB; %s fds; %d" % (
-                    s["rss_kib"] / 1024, s["hwm_kib"] / 1024,
-                    s["rss_kib"] / n, fmt_int(s["fds"]), s["threads"]),
-                "", "≤ 40 MiB at 10 000; flat per VM")
-            row("3", "  CPU per VM: start-up (until all online); idle (%d s "
-                "window)"
-                % a.idle,
-                "%.0f µs; %.1f µs/s" % (s["cpu_start_us"] / n,
-                                        s["idle_cpu_us"] / a.idle / n),
-                "", "flat per VM")
-        sc = R.get("scale") or []
-        if len(sc) >= 2:
-            lo, hi = sc[0], sc[-1]
-            dn = hi["n"] - lo["n"]
-            row("3", "memory and CPU per added VM, %s → %s VMs: RSS; "
-                "start-up CPU; idle CPU" % (fmt_int(lo["n"]), fmt_int(hi["n"])),
-                "%.2f KiB; %.0f µs; %.1f µs/s" % (
-                    (hi["rss_kib"] - lo["rss_kib"]) / dn,
-                    (hi["cpu_start_us"] - lo["cpu_start_us"]) / dn,
-                    (hi["idle_cpu_us"] - lo["idle_cpu_us"]) / a.idle / dn),
-                "", "flat (≈ the per-VM figures at %s)" % fmt_int(lo["n"]))
-        tk = R.get("tk")
-        if tk:
-            row("4", "takeover: signed request → colo_exit at the "
-                "subscriber, %d VMs once each, p50 / p99" % tk["n"],
-                "**%s** / %s ms" % (fmt_ms(pct(tk["rt"], 50)),
-                                    fmt_ms(pct(tk["rt"], 99))),
-                "", "p50 ≤ 2 ms")
-            hbline = tk["to_hb_line"]
-            row("4", "  request → QEMU (event stamp) [`recv` line read] "
-                "→ subscriber; → result `ok`; p50",
-                "%s [%s] + %s ms; %s ms; %d/%d ok%s" % (
-                    fmt_ms(pct(tk["to_qemu"], 50)),
-                    fmt_ms(pct(hbline, 50)) if hbline else "-",
-                    fmt_ms(pct(tk["qemu_to_sub"], 50)),
-                    fmt_ms(pct(tk["to_result"], 50)), tk["ok"], tk["n"],
-                    (" (" + ", ".join(tk["reasons"]) + ")")
-                    if tk["reasons"] else ""), "", "")
-        if "tput" in a.phases and ref:
-            row("5", "Paho reference: bare MQTTAsync publisher, QoS 1, "
-                "window %d, %d-byte payloads (bridge: %d)" % (
-                    a.window, round(ref["bytes"]),
-                    round(br["bytes"]) if br else 0),
-                "%s msg/s; %.1f µs CPU/msg" % (fmt_int(ref["rate"]),
-                                              ref["cpu_per_msg"]),
-                "1.00", "")
+                cells(lambda x: "%s / **%s** / %s" % (
+                    fmt_ms(pct(x["lat"], 50)), fmt_ms(pct(x["lat"], 99)),
+                    fmt_ms(x["lat"][-1])), L), "", "p99 ≤ 1 ms")
+            row("2", "  received / lost; CPU per event",
+                cells(lambda x: "%s / %d; %.0f µs" % (
+                    fmt_int(x["n"]), x["lost"], x["cpu_per_ev"]), L),
+                "/Node.js peer %s" % fr(ratio(L, "cpu_per_ev", "node")),
+                "0 lost; ≤ 60 µs")
+        for i, n in enumerate(a.scale):
+            S = {}
+            for k in cols:
+                lst = R.get("scale" if k == "bridge" else "scale_" + k) or []
+                S[k] = next((x for x in lst if x["n"] == n), None)
+            if not any(S.values()):
+                continue
+            row("3", "%s VMs: start → all QMP handshakes done (qmpsim) "
+                "[all `online` at the subscriber]" % fmt_int(n),
+                cells(lambda x: "**%.2f s**%s" % (
+                    x["ready_s"], (" [%.2f s]" % x["online_s"])
+                    if x.get("online_s") else ""), S), "",
+                "≤ 1 s at 10 000")
+            row("3", "  RSS after start-up → with one COLO_EXIT per VM "
+                "(exits delivered); fds; threads",
+                cells(lambda x: "%.1f → **%.1f MiB** (%s); %s; %d" % (
+                    x["rss_kib"] / 1024, x["rss_exit_kib"] / 1024,
+                    fmt_int(x["exits"]), fmt_int(x["fds"]), x["threads"]),
+                    S),
+                "/Node.js peer %s" % fr(ratio(S, "rss_exit_kib", "node")),
+                "≤ 25 MiB at 10 000")
+            row("3", "  CPU per VM: start-up (until ready/online); one exit;"
+                " idle (bridge: %d s window)" % a.idle,
+                cells(lambda x: "%.0f µs; %.0f µs%s" % (
+                    x["cpu_start_us"] / n, x["exit_cpu_us"] / n,
+                    ("; %.1f µs/s" % (x["idle_cpu_us"] / a.idle / n))
+                    if x.get("idle_cpu_us") is not None else ""), S),
+                "", "")
+        K = {"bridge": R.get("tk"), "py": R.get("tk_py"),
+             "node": R.get("tk_node")}
+        if any(K.values()):
+            row("4", "takeover: request → colo_exit at the requester, "
+                "%d VMs once each, p50 / p99 ms (ok)" % a.takeovers,
+                cells(lambda x: "**%s** / %s (%d/%d)" % (
+                    fmt_ms(pct(x["rt"], 50)), fmt_ms(pct(x["rt"], 99)),
+                    x["ok"], x["n"]), K), "", "p50 ≤ 1 ms")
+            row("4", "  request → QEMU + QEMU → requester; → result; p50 ms",
+                cells(lambda x: "%s + %s; %s" % (
+                    fmt_ms(pct(x["to_qemu"], 50)),
+                    fmt_ms(pct(x["qemu_to_sub"], 50)),
+                    fmt_ms(pct(x["to_result"], 50))), K), "", "")
 
         lines = []
         git = ""
@@ -1008,9 +1123,11 @@ class Bench:
                              "%Y-%m-%d %H:%M"), platform.node(),
                          os.cpu_count(), os.path.basename(BUILD), git))
         lines.append("")
-        lines.append("| # | measure | result | Paho reference / ratio "
-                     "| target |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| # | measure | qmp2mqtt | library-free (rawpub, "
+                     "window %d) | bare Paho (pahopub, window %d) | Python "
+                     "peer (paho-mqtt) | Node.js peer (mqtt.js) | ratios "
+                     "| target |" % (a.raw_window, a.window))
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             lines.append("| %s |" % " | ".join(r))
         lines.append("")
@@ -1027,17 +1144,22 @@ class Bench:
     def details(self):
         a, R = self.a, self.res
         out = ["Details:", ""]
-        for i, r in enumerate(R.get("ref") or [], 1):
-            out.append("- reference run %d: %s msg/s (%s end to end), "
-                       "CPU µs/msg: pahopub %.1f, mosquitto %.1f, subscriber "
+        for i, (lbl, r) in enumerate(
+                [("rawpub", x) for x in R.get("raw") or []] +
+                [("pahopub", x) for x in R.get("ref") or []], 1):
+            out.append("- " + lbl + " run %d: %s msg/s (%s end to end), "
+                       "CPU µs/msg: publisher %.1f, mosquitto %.1f, subscriber "
                        "%.1f; all of them used %.0f %% of the %d CPUs; %s"
                        % (i, fmt_int(r["rate"]), fmt_int(r["rate_e2e"]),
                           r["cpu_per_msg"], r["broker_cpu_per_msg"],
                           r["sub_cpu_per_msg"], r["util"], os.cpu_count(),
                           r["summary"]))
-        for i, r in enumerate(R.get("bridge") or [], 1):
+        for i, (lbl, r) in enumerate(
+                [("bridge", x) for x in R.get("bridge") or []] +
+                [("Python peer", x) for x in R.get("tput_py") or []] +
+                [("Node.js peer", x) for x in R.get("tput_node") or []], 1):
             st = r.get("stats") or {}
-            out.append("- bridge run %d: %s msg/s (%s end to end; qmpsim "
+            out.append("- " + lbl + " run %d: %s msg/s (%s end to end; qmpsim "
                        "had written the whole burst after %.2f s), CPU "
                        "µs/msg: bridge %.1f, qmpsim %.1f, mosquitto %.1f, "
                        "subscriber %.1f; all of them used %.0f %% of the %d "
@@ -1052,7 +1174,7 @@ class Bench:
                            st.get("dropped"), st.get("events_out"),
                            r.get("sim_count", {}).get("commands"),
                            r["summary"]))
-        lat = R.get("lat")
+        lat = R.get("lat_bridge")
         if lat:
             st = lat.get("stats") or {}
             sc = lat.get("sim_count") or {}
@@ -1119,9 +1241,12 @@ def main():
     ap.add_argument("--vms", type=int, default=100)
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--window", type=int, default=200)
+    ap.add_argument("--raw-window", type=int, default=1000)
+    ap.add_argument("--peers", default="py,node",
+                    help="peer bridges to run: py,node (empty: none)")
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--scale", default="1000,5000,10000")
+    ap.add_argument("--scale", default="1000,10000")
     ap.add_argument("--idle", type=int, default=10)
     ap.add_argument("--takeovers", type=int, default=50)
     ap.add_argument("--perf", action="store_true",

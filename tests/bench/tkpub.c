@@ -5,7 +5,9 @@
  * <base>/<host>/+/result/takeover, prints "subscribed", then for each VM
  * named on the command line, one at a time: signs a takeover request
  * (HMAC-SHA256 with the key file's content, trailing whitespace stripped,
- * over src/takeover.h's canonical string), publishes it at QoS 1 on
+ * over src/takeover.h's v2 canonical string: no expect_mode, force 1 as
+ * the benchmark's VMs have no peer, no response topic or correlation
+ * data), publishes it at QoS 1 on
  * <base>/<host>/<vm>/cmd/takeover, and waits for both the resulting
  * colo_exit event of that VM and the takeover result (or TIMEOUT_MS).
  *
@@ -239,14 +241,14 @@ main(int argc, char **argv)
 		r_status[0] = r_reason[0] = '\0';
 		pthread_mutex_unlock(&mu);
 		len = snprintf(canon, sizeof(canon),
-		    "qmp2mqtt-takeover-v1\n%s\n%s\n%s\n%" PRId64 "\n", host, vm,
-		    cur_id, issued);
+		    "qmp2mqtt-takeover-v2\n%s\n%s\n%s\n%" PRId64 "\n\n1\n\n",
+		    host, vm, cur_id, issued);
 		HMAC(EVP_sha256(), key, (int)keylen, (unsigned char *)canon,
 		    (size_t)len, md, &mdlen);
 		for (unsigned k = 0; k < mdlen; k++)
 			sprintf(sig + 2 * k, "%02x", md[k]);
 		len = snprintf(pay, sizeof(pay), "{\"id\":\"%s\",\"issued_us\":%"
-		    PRId64 ",\"sig\":\"%s\"}", cur_id, issued, sig);
+		    PRId64 ",\"force\":true,\"sig\":\"%s\"}", cur_id, issued, sig);
 		snprintf(topic, sizeof(topic), "%s/%s/%s/cmd/takeover", base,
 		    host, vm);
 		m.payload = pay;
