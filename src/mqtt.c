@@ -30,6 +30,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,7 @@ struct ratelog {
 };
 
 #define STATE_BUCKETS	1024	/* pending state entries, hashed by topic */
+#define TRIM_BYTES	(4u << 20)	/* queued bytes worth a malloc_trim */
 
 struct mqtt {
 	struct loop		*loop;
@@ -143,6 +145,7 @@ struct mqtt {
 	struct spool		*spool;
 	size_t			 spooled_bytes;	/* live bytes in the spool */
 	struct mqtt_stats	 stats;
+	size_t			 trim_bytes;	/* queued since the last trim */
 
 	/* Transient refusals: hold the FIFO, retry after a backoff. */
 	int			 holding;	/* no new sends */
@@ -840,6 +843,7 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 	}
 	m->stats.queued++;
 	m->stats.buffered = m->count;
+	m->trim_bytes += sizeof(*e) + tlen + len;
 	pump(m);
 	flow_check(m);
 	return 0;
@@ -1098,6 +1102,17 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 	entry_done(m, e);
 	m->stats.published++;
 	entry_free(e);
+	if (m->count == 0 && m->trim_bytes >= TRIM_BYTES) {
+		/*
+		 * The FIFO drained after many messages (a burst, every VM's
+		 * retained state at start): give the memory back (glibc keeps
+		 * freed chunks in the middle of the heap otherwise: measured
+		 * 37 -> 30 MiB after starting 10 000 VMs).  At most once per
+		 * TRIM_BYTES queued.
+		 */
+		m->trim_bytes = 0;
+		malloc_trim(0);
+	}
 	if (!m->holding)
 		backoff_reset(&m->rbo);
 	hold_release(m);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/printbuf.h>
+
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -80,6 +82,122 @@ hash64(const char *s, size_t len)
 }
 
 /*
+ * The last_exit texts live in slots of 256 or 512 bytes carved from
+ * 64 KiB chunks (a free list per size, loop thread only), not among the
+ * heap's short-lived blocks: 10 000 texts of ~250 bytes scattered between
+ * a burst's queued messages would pin every page of it (glibc cannot give
+ * back a page holding one live block), and a slot has no per-block
+ * overhead.  Longer texts use malloc.  The byte before the text says
+ * which (1 + class: slot, 0: malloc); chunks are kept for reuse.
+ */
+#define TEXT_CHUNK	65536
+#define TEXT_CLASSES	2
+
+struct text_chunk {
+	struct text_chunk	*next;
+	char			 slots[];
+};
+
+static const size_t	 text_slot[TEXT_CLASSES] = { 256, 512 };
+static struct text_chunk *text_chunks;			/* reachable */
+static char		*text_free[TEXT_CLASSES];	/* free slots */
+
+static char *
+text_dup(const char *s, size_t len)
+{
+	char	*p;
+	int	 k;
+
+	for (k = 0; k < TEXT_CLASSES && len + 2 > text_slot[k]; k++)
+		;
+	if (k < TEXT_CLASSES) {
+		if (text_free[k] == NULL) {
+			struct text_chunk *c = malloc(sizeof(*c) + TEXT_CHUNK);
+			if (c == NULL)
+				return NULL;
+			c->next = text_chunks;
+			text_chunks = c;
+			for (size_t i = 0; i + text_slot[k] <= TEXT_CHUNK;
+			    i += text_slot[k]) {
+				memcpy(c->slots + i, &text_free[k],
+				    sizeof(char *));
+				text_free[k] = c->slots + i;
+			}
+		}
+		p = text_free[k];
+		memcpy(&text_free[k], p, sizeof(char *));
+		p[0] = (char)(1 + k);
+	} else {
+		if ((p = malloc(len + 2)) == NULL)
+			return NULL;
+		p[0] = 0;
+	}
+	memcpy(p + 1, s, len);
+	p[len + 1] = '\0';
+	return p + 1;
+}
+
+static void
+text_release(char *t)
+{
+	char	*p;
+	int	 k;
+
+	if (t == NULL)
+		return;
+	p = t - 1;
+	if (p[0] == 0) {
+		free(p);
+		return;
+	}
+	k = p[0] - 1;
+	memcpy(p, &text_free[k], sizeof(char *));
+	text_free[k] = p;
+}
+
+/*
+ * v->last_exit is kept as the JSON text it was published with (compact:
+ * one allocation instead of a json-c tree per VM).  Where a tree is
+ * expected (the state payload, the state file), raw_json() gives a node
+ * whose serialiser writes that text verbatim: the same bytes as the tree
+ * it came from, serialised with the same flags.
+ */
+static int
+raw_serialize(json_object *o, struct printbuf *pb, int level, int flags)
+{
+	const char *s = json_object_get_userdata(o);
+
+	return printbuf_memappend(pb, s, (int)strlen(s));
+}
+
+/* A node printing text as is, or NULL (null) when text is NULL. */
+static json_object *
+raw_json(char *text)
+{
+	json_object *o;
+
+	if (text == NULL || (o = json_object_new_object()) == NULL)
+		return NULL;
+	json_object_set_serializer(o, raw_serialize, text, NULL);
+	return o;
+}
+
+/* The text of a tree, as the payloads are written; NULL when o is. */
+static char *
+json_text(json_object *o)
+{
+	const char *s;
+
+	size_t len;
+
+	if (o == NULL || (s = json_object_to_json_string_length(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+	    &len)) == NULL)
+		return NULL;
+	return text_dup(s, len);
+}
+
+/*
  * Publishes the retained state when its content (all but updated_us)
  * changed since the last publish, or always with force (a broker
  * reconnect, a re-announcement).  updated_us is the time of the last
@@ -105,7 +223,7 @@ publish_state(struct vm *v, int force)
 	st.connected = v->q != NULL && qmp_ready(v->q);
 	st.colo_status = v->colo_status;
 	st.updated_us = 0;
-	st.last_exit = v->last_exit;
+	st.last_exit = raw_json(v->last_exit);
 	st.liveness = vm_liveness(v);
 	st.bridge = v->env->cf->bridge_id;
 	st.instance = v->env->instance;
@@ -115,6 +233,7 @@ publish_state(struct vm *v, int force)
 	st.peer = peer;
 	o = colo_state_json(&st);
 	json_object_put(peer);
+	json_object_put(st.last_exit);
 	if (o != NULL && v->gone)
 		json_object_object_add(o, "gone", json_object_new_boolean(1));
 	if (o == NULL || (s = json_object_to_json_string_length(o,
@@ -184,9 +303,10 @@ save(struct vm *v, int sync)
 	memcpy(st.reason, v->reason, VM_ENUM_BUF);
 	st.exited = v->exited;
 	st.seq_reserved = v->seq_reserved;
-	st.last_exit = v->last_exit;
+	st.last_exit = raw_json(v->last_exit);
 	r = vmstate_save(env->cf->state_dir, v->cv->host, v->cv->name, &st,
 	    sync);
+	json_object_put(st.last_exit);
 	if (r == -1) {
 		env->state_errors++;
 		if (!v->save_failed)
@@ -285,9 +405,12 @@ vm_recovered_exit(struct vm *v, const void *payload, size_t len)
 	seq = json_object_get_uint64(sq);
 	if (seq > v->seq)
 		v->seq = seq;
-	if (v->last_exit != NULL &&
-	    json_object_object_get_ex(v->last_exit, "seq", &old))
-		oseq = json_object_get_uint64(old);
+	if (v->last_exit != NULL) {
+		json_object *le = json_tokener_parse(v->last_exit);
+		if (le != NULL && json_object_object_get_ex(le, "seq", &old))
+			oseq = json_object_get_uint64(old);
+		json_object_put(le);
+	}
 	if (seq <= oseq) {
 		json_object_put(o);	/* the state file knows it */
 		return;
@@ -296,8 +419,9 @@ vm_recovered_exit(struct vm *v, const void *payload, size_t len)
 	    "is newer than the saved state: taken as this session's exit",
 	    v->cv->host, v->cv->name, seq);
 	v->exited = 1;
-	json_object_put(v->last_exit);
-	v->last_exit = o;
+	text_release(v->last_exit);
+	v->last_exit = json_text(o);
+	json_object_put(o);
 	(void)vm_save(v);
 }
 
@@ -597,14 +721,17 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 		const char	*s = json_object_to_json_string_length(out,
 		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 		    &len);
+		char		*copy;
 		if (s != NULL)
 			mqtt_publish(env->mqtt, vm_topic(t, v,
 			    "event/colo_exit"), s, len, env->cf->qos, 0);
+		if (s != NULL && (copy = text_dup(s, len)) != NULL) {
+			text_release(v->last_exit);
+			v->last_exit = copy;
+		}
 	}
 	crash_point(CRASH_SPOOL);
 	env->events_out++;
-	json_object_put(v->last_exit);
-	v->last_exit = out;
 	if (!v->exited) {
 		v->exited = 1;
 		(void)vm_save(v);
@@ -615,6 +742,7 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 		copy_enum(v->last_mode, mode ? json_object_get_string(mode) : "");
 		copy_enum(v->reason, reason ? json_object_get_string(reason) : "");
 	}
+	json_object_put(out);
 	vm_refresh(v);	/* the exit changed the COLO state */
 }
 
@@ -731,7 +859,8 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 			memcpy(v->reason, st.reason, VM_ENUM_BUF);
 			v->exited = st.exited;
 			v->seq = v->seq_reserved = st.seq_reserved;
-			v->last_exit = st.last_exit;	/* taken over */
+			v->last_exit = json_text(st.last_exit);
+			vmstate_clear(&st);
 		}
 		if (r == -1 || st.stale) {
 			/*
@@ -851,7 +980,7 @@ vm_cleanup(struct vm *v)
 	qmp_free(v->q);
 	loop_timer_free(v->poll);
 	loop_timer_free(v->recon);
-	json_object_put(v->last_exit);
+	text_release(v->last_exit);
 	v->prefix = NULL;
 	v->q = NULL;
 	v->poll = v->recon = NULL;

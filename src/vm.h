@@ -66,7 +66,10 @@ struct vm {
 	int			 colo_status;	/* -1 unknown, 0 unsupported, 1 ok */
 	int64_t			 updated_us;
 	uint64_t		 state_hash;	/* of the last state published */
-	json_object		*last_exit;
+	char			*last_exit;	/* the last colo_exit payload as
+						   published (JSON text), or
+						   NULL: a tree costs ~1 KiB
+						   more per VM */
 	struct loop_timer	*poll;
 	int			 querying;	/* query-colo-status in flight */
 	int			 requery;	/* another one wanted after it */

@@ -828,6 +828,13 @@ class Bench:
             wait_cpu_quiet(d.pid, 0.5, 5)
             r["exit_cpu_us"] = cpu_us(d.pid) - ce0
             r["rss_exit_kib"] = rss_kib(d.pid)
+            try:        # where the memory is, for the notes
+                with open("/proc/%d/smaps" % d.pid) as f, \
+                        open(os.path.join(ctx.dir, "smaps-exit.txt"),
+                             "w") as g:
+                    g.write(f.read())
+            except OSError:
+                pass
             r["hwm_kib"] = rss_kib(d.pid, "VmHWM")
             r["idle_cpu_us"] = None
             r["vms_ready"] = None
