@@ -16,6 +16,9 @@
 #include "vm.h"
 #include "vmstate.h"
 
+/* Exits of one VM within this window share one status read and state. */
+#define REFRESH_DELAY_MS	100
+
 static void	query_status(struct vm *);
 static void	on_colo_exit(struct vm *, json_object *, int reconciled);
 static void	publish_state(struct vm *, int force);
@@ -596,17 +599,60 @@ vm_refresh(struct vm *v)
 	query_status(v);
 }
 
-/* Periodic re-read: COLO starting emits no event of its own. */
+static void
+poll_arm(struct vm *v, uint64_t ms)
+{
+	loop_timer_arm(v->poll, ms);
+	v->poll_due_ms = loop_now_ms() + ms;
+}
+
+/*
+ * After a COLO_EXIT: the state is read again (query-colo-status) and
+ * published REFRESH_DELAY_MS later, once for all the exits of that VM in
+ * between (a burst of exits costs one query and one state publish, not
+ * one each).  The exit itself is published at once; the state that
+ * follows the last exit always is.
+ */
+static void
+refresh_later(struct vm *v)
+{
+	v->dirty = 1;
+	if (v->refresh_due)
+		return;
+	v->refresh_due = 1;
+	if (!loop_timer_armed(v->poll) ||
+	    v->poll_due_ms > loop_now_ms() + REFRESH_DELAY_MS)
+		poll_arm(v, REFRESH_DELAY_MS);
+}
+
+/*
+ * The periodic re-read (COLO starting emits no event of its own), and the
+ * debounced refresh after exits.
+ */
 static void
 poll_tick(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct vm	*v = arg;
+	unsigned	 iv = v->env->cf->status_interval_s;
 
-	/* Not while reads wait at the gate: replies could not be read. */
-	if (qmp_ready(v->q) && v->colo_status != 0 &&
-	    !qmp_gate_closed(v->env->gate))
+	if (v->refresh_due && (!qmp_ready(v->q) || v->colo_status == 0)) {
+		/* Nothing to read: publish what is known (as vm_refresh). */
+		v->refresh_due = 0;
+		if (v->dirty) {
+			v->dirty = 0;
+			publish_state(v, 0);
+		}
+	} else if (qmp_ready(v->q) && v->colo_status != 0 &&
+	    !qmp_gate_closed(v->env->gate)) {
+		/* Not while reads wait at the gate: replies could not be
+		 * read. */
+		v->refresh_due = 0;
 		query_status(v);
-	loop_timer_arm(t, (uint64_t)v->env->cf->status_interval_s * 1000);
+	}
+	if (v->refresh_due)
+		poll_arm(v, REFRESH_DELAY_MS);	/* the gate is closed */
+	else if (iv > 0)
+		poll_arm(v, (uint64_t)iv * 1000);
 }
 
 /* --- QMP callbacks ------------------------------------------------- */
@@ -743,7 +789,7 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 		copy_enum(v->reason, reason ? json_object_get_string(reason) : "");
 	}
 	json_object_put(out);
-	vm_refresh(v);	/* the exit changed the COLO state */
+	refresh_later(v);	/* the exit changed the COLO state */
 }
 
 static void
@@ -901,8 +947,7 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 	o.gate = env->gate;
 	o.input_log = &env->input_log;
 	o.total_max = cf->max_input_total;
-	if (cf->status_interval_s > 0 &&
-	    (v->poll = loop_timer_new(env->loop, poll_tick, v)) == NULL)
+	if ((v->poll = loop_timer_new(env->loop, poll_tick, v)) == NULL)
 		return -1;
 	if ((v->q = qmp_new(env->loop, &o, &qcb, v)) == NULL)
 		return -1;
@@ -913,8 +958,8 @@ void
 vm_start(struct vm *v, uint64_t first_poll_ms)
 {
 	qmp_start(v->q);
-	if (v->poll != NULL)
-		loop_timer_arm(v->poll, first_poll_ms);
+	if (v->env->cf->status_interval_s > 0)
+		poll_arm(v, first_poll_ms);
 }
 
 static int

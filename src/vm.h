@@ -70,7 +70,10 @@ struct vm {
 						   published (JSON text), or
 						   NULL: a tree costs ~1 KiB
 						   more per VM */
-	struct loop_timer	*poll;
+	struct loop_timer	*poll;		/* status poll, and the refresh
+						   after exits (debounced) */
+	uint64_t		 poll_due_ms;	/* when poll fires, if armed */
+	int			 refresh_due;	/* a debounced refresh waits */
 	int			 querying;	/* query-colo-status in flight */
 	int			 requery;	/* another one wanted after it */
 	int			 dirty;		/* publish even if unchanged */
