@@ -147,6 +147,12 @@ struct mqtt {
 	struct mqtt_stats	 stats;
 	size_t			 trim_bytes;	/* queued since the last trim */
 
+	/* Batching: TCP_CORK while a batch is handed to Paho (see pump). */
+	int			 sock;		/* the broker socket, or -1 */
+	int			 corked;
+	size_t			 iter_sent;	/* handed to Paho since uncork */
+	struct loop_timer	*uncork_timer;	/* end of this loop iteration */
+
 	/* Transient refusals: hold the FIFO, retry after a backoff. */
 	int			 holding;	/* no new sends */
 	int			 hold_due;	/* the backoff elapsed */
@@ -927,6 +933,41 @@ flow_check(struct mqtt *m)
 		m->cb.flow(m, full, m->arg);
 }
 
+/*
+ * Batching without latency.  Paho writes each publish from its own send
+ * thread, one segment each with TCP_NODELAY.  When more than one message
+ * is handed to Paho in one loop iteration (a read of several events, a
+ * batch of PUBACKs freeing the window), the broker socket is corked until
+ * the end of that iteration (a 0 ms timer: timers run after every fd
+ * event of the iteration, right before the loop sleeps), so that what the
+ * send thread wrote meanwhile leaves as few full segments; a lone message
+ * is never corked.  Whatever the send thread writes after the uncork
+ * leaves at once (TCP_NODELAY).
+ */
+static void
+cork(struct mqtt *m)
+{
+	int one = 1;
+
+	if (setsockopt(m->sock, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) == 0)
+		m->corked = 1;
+}
+
+static void
+uncork(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct mqtt	*m = arg;
+	int		 zero = 0;
+
+	m->iter_sent = 0;
+	if (!m->corked)
+		return;
+	m->corked = 0;
+	if (m->sock != -1)
+		(void)setsockopt(m->sock, IPPROTO_TCP, TCP_CORK, &zero,
+		    sizeof(zero));
+}
+
 /* Hands waiting entries to Paho while the window has room. */
 static void
 pump(struct mqtt *m)
@@ -958,6 +999,12 @@ pump(struct mqtt *m)
 			ro.onSuccess = cb_pub_ok;
 			ro.onFailure = cb_pub_fail;
 		}
+		if (!m->corked && m->sock != -1 &&
+		    (e->next != NULL || m->iter_sent > 0))
+			cork(m);
+		m->iter_sent++;
+		if (m->iter_sent == 1 && m->uncork_timer != NULL)
+			loop_timer_arm(m->uncork_timer, 0);
 		rc = MQTTAsync_sendMessage(m->cli, e->topic, &pm, &ro);
 		MQTTProperties_free(&pm.properties);
 		if (rc == MQTTASYNC_DISCONNECTED ||
@@ -1127,15 +1174,30 @@ on_ack(struct mqtt *m, int token, int ok, int code)
  * socket of the process (the QMP ones already have it).  O(open fds), once
  * per broker connection.
  */
-static void
-set_nodelay_all(void)
+/* The port of a broker URI ("tcp://h:p", "mqtt://h", "ssl://[::1]:p"). */
+static int
+uri_port(const char *u)
+{
+	const char *p = strrchr(u, ':'), *sch = strstr(u, "://");
+
+	if (p != NULL && sch != NULL && p > sch + 2 && p[-1] != ']' &&
+	    strchr(p, ']') == NULL && p[1] >= '0' && p[1] <= '9')
+		return atoi(p + 1);
+	if (sch != NULL && (strncmp(u, "ssl", 3) == 0 ||
+	    strncmp(u, "mqtts", 5) == 0))
+		return 8883;
+	return 1883;
+}
+
+static int
+set_nodelay_all(struct mqtt *m)
 {
 	DIR		*d;
 	struct dirent	*de;
-	int		 one = 1, n = 0;
+	int		 one = 1, n = 0, found = -1, nfound = 0;
 
 	if ((d = opendir("/proc/self/fd")) == NULL)
-		return;
+		return -1;
 	while ((de = readdir(d)) != NULL) {
 		int fd, proto, domain;
 		socklen_t len = sizeof(int);
@@ -1154,9 +1216,26 @@ set_nodelay_all(void)
 		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one)) == 0)
 			n++;
+		/* The broker's: its peer port is one of the URIs'. */
+		{
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			int port = -1;
+			if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+				port = ntohs(ss.ss_family == AF_INET ?
+				    ((struct sockaddr_in *)&ss)->sin_port :
+				    ((struct sockaddr_in6 *)&ss)->sin6_port);
+			for (size_t i = 0; i < m->cf->nuris; i++)
+				if (port == uri_port(m->cf->uris[i])) {
+					found = fd;
+					nfound++;
+					break;
+				}
+		}
 	}
 	closedir(d);
 	log_debug("mqtt: TCP_NODELAY set on %d socket(s)", n);
+	return nfound == 1 ? found : -1;	/* ambiguous: no corking */
 }
 
 /*
@@ -1202,6 +1281,8 @@ client_renew(struct mqtt *m)
 	ret = 0;
 done:
 	/* Even when no new one exists: the old one must not keep anything. */
+	m->sock = -1;		/* its socket goes with it */
+	m->corked = 0;
 	m->gen++;
 	m->cli = cli;
 	m->conn = ret == 0 ? c : NULL;
@@ -1407,8 +1488,12 @@ on_connected(struct mqtt *m, int server_keepalive, int recvmax,
 		}
 	}
 	log_info("mqtt: connected to %s", uri != NULL ? uri : m->cf->uris[0]);
-	if (m->cf->tcp_nodelay)
-		set_nodelay_all();
+	m->corked = 0;
+	m->sock = -1;
+	if (m->cf->tcp_nodelay) {
+		m->sock = set_nodelay_all(m);
+		log_debug("mqtt: broker socket %d (batches corked)", m->sock);
+	}
 	for (s = m->subs; s != NULL; s = s->next)
 		do_subscribe(m, s);
 	if (m->cb.connected != NULL)
@@ -1534,6 +1619,8 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 	struct mev	*e, *nx;
 	uint64_t	 v, dropped;
 
+	size_t		 acks = 0;
+
 	(void)!read(m->efd, &v, sizeof(v));
 	pthread_mutex_lock(&m->lock);
 	e = m->evq;
@@ -1579,7 +1666,7 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 			break;
 		case MEV_ACK:
 			on_ack(m, e->token, 1, 0);
-			pump(m);
+			acks++;		/* one pump for the whole batch */
 			break;
 		case MEV_NACK:
 			on_ack(m, e->token, 0, e->code);
@@ -1602,6 +1689,8 @@ next:
 		free(e->text);
 		free(e);
 	}
+	if (acks > 0)
+		pump(m);
 	if (m->spool != NULL) {
 		spool_flush(m->spool);	/* this batch's acknowledgements */
 		maybe_compact(m);
@@ -1623,6 +1712,7 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	m->cb = *cb;
 	m->arg = arg;
 	m->efd = -1;
+	m->sock = -1;
 	m->keepalive = cf->keepalive_s;
 	m->window = cf->inflight_max;
 	pthread_mutex_init(&m->lock, NULL);
@@ -1642,6 +1732,7 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	if ((m->timer = loop_timer_new(loop, reconnect_timer, m)) == NULL ||
 	    (m->drop_timer = loop_timer_new(loop, ratelog_report, m)) == NULL ||
 	    (m->hold_timer = loop_timer_new(loop, hold_timer_cb, m)) == NULL ||
+	    (m->uncork_timer = loop_timer_new(loop, uncork, m)) == NULL ||
 	    loop_fd_add(loop, m->efd, EPOLLIN, drain, m) == -1)
 		goto fail;
 	/* Backpressure from a few windows' worth, well below the bound. */
@@ -1679,6 +1770,7 @@ mqtt_free(struct mqtt *m)
 	}
 	loop_timer_free(m->timer);
 	loop_timer_free(m->hold_timer);
+	loop_timer_free(m->uncork_timer);
 	if (m->drop_timer != NULL)
 		ratelog_report(m->loop, m->drop_timer, m);
 	loop_timer_free(m->drop_timer);

@@ -483,6 +483,23 @@ def kv(line):
     return dict(x.split("=", 1) for x in line.split() if "=" in x)
 
 
+def segs_out(pid, port):
+    """TCP segments a process sent to the broker's port (ss -tinp), or
+    None."""
+    try:
+        out = subprocess.run(["ss", "-tinpH", "dst", "127.0.0.1:%d" % port],
+                             capture_output=True, timeout=10
+                             ).stdout.decode().splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for i, ln in enumerate(out):
+        if "pid=%d," % pid in ln:
+            for x in " ".join(out[i:i + 2]).split():
+                if x.startswith("segs_out:"):
+                    return int(x[9:])
+    return None
+
+
 def cpu_steal():
     """(steal, total) jiffies of all CPUs from /proc/stat."""
     with open("/proc/stat") as f:
@@ -634,6 +651,7 @@ class Bench:
             tb, _ = sim.cmd("burst all %d" % self.a.events, timeout=90)
             summary, recs = sub.wait()
             c1, s1, b1 = cpu_us(d.pid), cpu_us(sim.pid), cpu_us(br.pid)
+            segs = segs_out(d.pid, br.port)
             if perfp is not None:
                 self.perf_stop(perfp, ctx.dir, "tput")
                 perfp = None
@@ -644,6 +662,7 @@ class Bench:
             a["rate"] = (a["n"] - 1) / ((a["t_last"] - a["t_first"]) / 1e6)
             a["rate_e2e"] = a["n"] / (a["t_last"] / 1e6 - t0)
             a["sim_done_s"] = tb - t0
+            a["segs_per_msg"] = (segs / n) if segs else None
             a["cpu_per_msg"] = (c1 - c0) / n
             a["sim_cpu_per_msg"] = (s1 - s0) / n
             a["broker_cpu_per_msg"] = (b1 - b0) / n
@@ -657,8 +676,11 @@ class Bench:
             a["stats"] = st and st.get("totals")
             a["summary"] = summary
             log(kind + " run %d: %s msg/s at the subscriber, %.1f us CPU/msg"
-                " in the bridge, lost %d dup %d ooo %d (%s); totals %s" % (
-                    i, fmt_int(a["rate"]), a["cpu_per_msg"], a["lost"],
+                " in the bridge, %s TCP segments/msg to the broker, lost %d "
+                "dup %d ooo %d (%s); totals %s" % (
+                    i, fmt_int(a["rate"]), a["cpu_per_msg"],
+                    "%.2f" % a["segs_per_msg"] if a["segs_per_msg"] else "?",
+                    a["lost"],
                     a["dups"], a["ooo"], summary, a["stats"]))
             return a
         finally:
