@@ -38,7 +38,10 @@
  * attempts, for the first connection and every later one alike; each
  * failure is logged with its cause in words.  An MQTT 5 broker's Server
  * Keep Alive lower than ours is honoured (one immediate reconnect with it).
- * After each connect the broker socket gets TCP_NODELAY.  Received
+ * After each connect the broker socket gets TCP_NODELAY; while more than
+ * one publish is handed to Paho in one loop iteration it is corked
+ * (TCP_CORK) until that iteration ends, so a batch leaves as few segments
+ * and a lone publish at once.  Received
  * messages waiting for the loop are bounded in count and bytes, and an
  * MQTT 5 broker is told the largest packet the module accepts
  * (MQTT_MAX_PACKET_IN); a larger payload from an MQTT 3.1.1 broker is

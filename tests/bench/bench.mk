@@ -1,7 +1,7 @@
 # make bench: the benchmark (see tests/bench/README.md).  Included by the
 # top Makefile, whose B, CC, ALL_CFLAGS, LDFLAGS, LDLIBS and PYTHON it uses.
 #
-#   make bench                      the whole run (~5-6 minutes), one table,
+#   make bench                      the whole run (~3 minutes), one table,
 #                                   also written to build/bench-results.md
 #   make bench BENCH_ARGS=--perf    + one throughput run under perf record
 #   make bench BENCH_ARGS='--phases tput --repeat 3'
