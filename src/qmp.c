@@ -503,8 +503,14 @@ flush_out(struct qmp *q)
 		}
 		q->woff += (size_t)n;
 	}
-	if (q->woff == q->wlen)
+	if (q->woff == q->wlen) {
+		/* Nothing left: an idle connection holds no write buffer
+		 * (10 000 VMs: 2.5 MiB). */
 		q->woff = q->wlen = 0;
+		free(q->wbuf);
+		q->wbuf = NULL;
+		q->wcap = 0;
+	}
 	set_events(q);
 	return 0;
 }
