@@ -73,6 +73,7 @@ def test_state_coalesced(ctx):
     stopic = h.bridge_topic("stats")
     broker.proc.signal(signal.SIGSTOP)
     try:
+        smark = sim.mark()
         check_eq(sim.cmd("burst %s %d" % (vm, NEV), timeout=30), "ok burst",
                  "burst")
         # Every event read (and queued) before the stats messages.
@@ -84,11 +85,19 @@ def test_state_coalesced(ctx):
                 break
         check_eq(ev, NEV, "events read by the bridge")
         # The state after the last exit is queued after a short debounce
-        # (vm.c REFRESH_DELAY_MS, 100 ms): let it join the queue first.
-        time.sleep(0.3 * h.SLOW)
-        n0 = len(stats_lines(d))
-        d.signal(signal.SIGUSR1)
-        ev, buf0 = wait_stats_line(d, n0)
+        # (vm.c REFRESH_DELAY_MS): its query-colo-status reaches the VM,
+        # then the reply queues the state.  The reference is taken once
+        # the queue stopped growing (two stats in a row alike).
+        sim.wait_async(r"^recv %s query-colo-status$" % vm, 10,
+                       since=smark)
+        prev = None
+        for _ in h.deadline_loop(5 * h.SLOW, 0.01):
+            n0 = len(stats_lines(d))
+            d.signal(signal.SIGUSR1)
+            ev, buf0 = wait_stats_line(d, n0)
+            if prev is not None and buf0 == prev:
+                break
+            prev = buf0
         check(buf0 > 0, "events wait behind the window (buffered %d)" % buf0)
         bufs = []
         for i in range(NSTATS):
