@@ -1,5 +1,6 @@
 /*
- * mqtt: the bridge's MQTT client; the only file that includes Paho.
+ * mqtt: the bridge's MQTT client; the only module that includes Paho
+ * (mqtt.c, mqttcb.c, mqttcode.c, sharing mqtt_int.h).
  *
  * Paho's MQTTAsync runs its own threads.  Everything they report
  * (connected, lost, message arrived, publish acknowledged) is pushed onto
