@@ -45,6 +45,7 @@
 #include "topic.h"
 
 #define GENKEY_BYTES	32
+#define CTL_NOTES_MAX	10	/* ignored results noted one by one */
 
 enum ctl_cmd { CMD_TAKEOVER, CMD_STATUS, CMD_GENKEY };
 
@@ -196,8 +197,8 @@ on_subscribed(struct mqtt *m, const char *filter, int ok, void *arg)
  * turn "authenticated" around so that a refusal of somebody else's
  * request with our id passes for the answer to ours.  Returns the
  * verified result (json_object_put() it), or NULL when msg is ignored:
- * noted on stderr and counted when it names our request, else logged at
- * debug level and counted.
+ * counted, and noted on stderr (the first CTL_NOTES_MAX) when it names
+ * our request, else logged at debug level.
  */
 static json_object *
 verified(struct ctl *c, const struct mqtt_msg *msg)
@@ -219,6 +220,13 @@ verified(struct ctl *c, const struct mqtt_msg *msg)
 		return NULL;
 	}
 	c->forged++;
+	if (r == TK_RESULT_OLD_VERSION || r == TK_RESULT_NEW_VERSION) {
+		c->version++;
+		c->version_why = why;
+	}
+	/* A flood of forgeries costs a few lines, then only the count. */
+	if (c->forged > CTL_NOTES_MAX)
+		return NULL;
 	switch (r) {
 	case TK_RESULT_UNSIGNED:
 		fprintf(stderr, "qmp2mqtt-ctl: ignoring an unsigned result "
@@ -230,8 +238,6 @@ verified(struct ctl *c, const struct mqtt_msg *msg)
 		break;
 	case TK_RESULT_OLD_VERSION:
 	case TK_RESULT_NEW_VERSION:
-		c->version++;
-		c->version_why = why;
 		fprintf(stderr, "qmp2mqtt-ctl: ignoring the result for id %s: "
 		    "%s\n", c->id, why);
 		break;
@@ -592,6 +598,9 @@ run(struct ctl *c)
 		loop_run_once(c->loop, 100);
 	if (!c->done)
 		report_timeout(c);
+	if (c->forged > CTL_NOTES_MAX)
+		fprintf(stderr, "qmp2mqtt-ctl: %u more results for id %s "
+		    "ignored (not shown)\n", c->forged - CTL_NOTES_MAX, c->id);
 	mqtt_shutdown(c->mqtt, NULL, NULL, 2000);
 	mqtt_free(c->mqtt);
 	loop_free(c->loop);

@@ -29,6 +29,8 @@ test_takeover.py), each case counting what must stay quiet:
 """
 # TIMEOUT = 150
 
+import hashlib
+import hmac
 import os
 import stat
 import subprocess
@@ -167,12 +169,14 @@ def test_ctl_refuses_flipped_authenticated(ctx):
     """A third party reads ctl's request id off the command topic, sends
     a request of its own with that id (bad signature), takes the bridge's
     real, signed refusal of it ("authenticated": false) and re-publishes
-    it with "authenticated": true, before the bridge's answer to ctl's
-    request (the VM is muted until then).  Under result signature v1 that
+    it with "authenticated": true, twelve times, before the bridge's
+    answer to ctl's request (the VM is muted until then).  Under result signature v1 that
     passed for the answer to ctl's request (ctl would have printed
     bad_signature and exited 1 while its takeover went on); now ctl says
-    the signature is bad, notes the genuine refusal, and prints the
-    bridge's answer to its own request."""
+    the signature is bad (ten lines, then a count), notes the genuine
+    refusal, and prints the bridge's answer to its own request.  An "ok"
+    signed with the key as an older bridge would (result signature v1) is
+    refused too, as such."""
     rig = Rig(ctx, 1)
     forger = Client(ctx, rig.broker.port, (cmd_topic("vm1"),))
     res = {}
@@ -203,17 +207,38 @@ def test_ctl_refuses_flipped_authenticated(ctx):
                                        b'"authenticated":true')
         check(flipped != real.payload, "nothing flipped in %r" %
               real.payload)
+        # An "ok" signed as a bridge older than this change would (v1,
+        # with the real key): not believed either.
+        v1 = dict(r, status="ok", reason="ok", error=None,
+                  authenticated=True, time_us=now_us())
+        del v1["sig_version"]
+        v1["sig"] = hmac.new(rig.key, (
+            "qmp2mqtt-result-v1\n%s\nvm1\n%s\nok\nok\n0\n%d" %
+            (h.HOST, rid, v1["time_us"])).encode(),
+            hashlib.sha256).hexdigest()
+        # Then the flipped one twelve times: ctl notes ten lines in all,
+        # then only counts.
         mark = rig.sub.mark(result_topic("vm1"))
-        forger.publish(result_topic("vm1"), flipped)
-        rig.sub.wait_for(lambda m: m.payload == flipped, 10,
+        forger.publish(result_topic("vm1"), enc(v1))
+        for _ in range(12):
+            forger.publish(result_topic("vm1"), flipped)
+        seen = []
+        rig.sub.wait_for(lambda m: m.payload == flipped and
+                         (seen.append(m) or len(seen) == 12), 10,
                          topic=result_topic("vm1"), since=mark)
     finally:
         rig.sim.cmd("mute vm1 off")
     t.join(30 * h.SLOW)
     check("ctl" in res, "qmp2mqtt-ctl did not finish")
     rc, out, err, _ = res["ctl"]
-    check("ignoring a result with a bad signature for id %s" % rid in err,
-          "ctl did not refuse the flipped result: %r" % err)
+    check("ignoring the result for id %s: signed by a bridge older than "
+          "this client" % rid in err, "ctl did not refuse the v1 result: %r"
+          % err)
+    check_eq(err.count("ignoring a result with a bad signature for id %s: "
+                       "signature does not match" % rid), 9,
+             "flipped results noted by ctl: %r" % err)
+    check("3 more results for id %s ignored (not shown)" % rid in err,
+          "ctl did not count the rest: %r" % err)
     check("refused an unattributable request with this id (bad_signature)"
           in err, "ctl did not note the genuine refusal: %r" % err)
     check_eq(rc, 1, "ctl exit status (the bridge refused)")
