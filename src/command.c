@@ -115,7 +115,9 @@ publish_result(struct cmd_ctx *cx, struct vm *v, const char *id,
 	 * The signature covers every member above (result canonical string
 	 * v2, see takeover.h), so that what qmp2mqtt-ctl reads and prints,
 	 * "authenticated" first, cannot be changed on the way.  The values
-	 * signed are the very ones put into the JSON.
+	 * signed are the very ones put into the JSON.  A member added above
+	 * must join the canonical string (a new sig_version): qmp2mqtt-ctl
+	 * refuses a result with a member it does not know.
 	 */
 	if (tc->auth == CONFIG_AUTH_HMAC) {
 		struct tk_result_fields	 rf;
