@@ -111,21 +111,50 @@ publish_result(struct cmd_ctx *cx, struct vm *v, const char *id,
 	json_object_object_add(o, "authenticated",
 	    json_object_new_boolean(authenticated));
 	json_object_object_add(o, "time_us", json_object_new_int64(now));
+	/*
+	 * The signature covers every member above (result canonical string
+	 * v2, see takeover.h), so that what qmp2mqtt-ctl reads and prints,
+	 * "authenticated" first, cannot be changed on the way.  The values
+	 * signed are the very ones put into the JSON.  A member added above
+	 * must join the canonical string (a new sig_version): qmp2mqtt-ctl
+	 * refuses a result with a member it does not know.
+	 */
 	if (tc->auth == CONFIG_AUTH_HMAC) {
 		struct tk_result_fields	 rf;
 		char			 sig[TK_SIG_HEX + 1];
 
 		memset(&rf, 0, sizeof(rf));
+		rf.schema = 1;
 		rf.host = v->cv->host;
 		rf.vm = v->cv->name;
-		rf.id = id != NULL ? id : "";
+		rf.id = id != NULL && *id ? id : NULL;
 		rf.status = status;
 		rf.reason = tk_reason_name(r);
+		if (cls != NULL || r != TK_OK) {
+			rf.error_class = cls != NULL ? cls : tk_reason_name(r);
+			rf.error_desc = desc != NULL ? desc : "";
+		}
+		if (fr != NULL && fr->have_colo) {
+			rf.colo_mode = fr->mode;
+			rf.colo_last_mode = fr->last_mode[0] ? fr->last_mode :
+			    NULL;
+			rf.colo_reason = fr->reason_str[0] ? fr->reason_str :
+			    NULL;
+		}
 		rf.sent = fr != NULL && fr->sent;
+		rf.authenticated = authenticated != 0;
 		rf.time_us = now;
-		if (tk_sign_result(tc->key, tc->key_len, &rf, sig) == 0)
+		if (tk_sign_result(tc->key, tc->key_len, &rf, sig) == 0) {
 			json_object_object_add(o, "sig",
 			    json_object_new_string(sig));
+			json_object_object_add(o, "sig_version",
+			    json_object_new_int(TK_RESULT_VERSION));
+		} else {
+			/* Only out of memory: ctl will say it is unsigned. */
+			log_warnx("takeover %s/%s id=%.64s: result cannot be "
+			    "signed; published unsigned", v->cv->host,
+			    v->cv->name, id != NULL && *id ? id : "-");
+		}
 	}
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);

@@ -13,8 +13,11 @@
  * event loop and MQTT module: subscriptions are acknowledged before the
  * request goes out, so the result cannot be missed.  With HMAC auth the
  * request is signed (v2 canonical string, see takeover.h) and only a
- * result signed by the bridge with the same key is believed; with acl
- * auth the broker's ACL is all there is, and nothing is verified.
+ * result signed by the bridge with the same key over every one of its
+ * members (result signature v2) is believed: a result signed by an older
+ * bridge (v1, "authenticated" not covered) is refused with a line saying
+ * so; with acl auth the broker's ACL is all there is, and nothing is
+ * verified.
  * genkey writes a new random key file (mode 0600, never overwriting).
  *
  * Exit status: 0 takeover ok / state printed; 1 refused, failed or no
@@ -42,6 +45,7 @@
 #include "topic.h"
 
 #define GENKEY_BYTES	32
+#define CTL_NOTES_MAX	10	/* ignored results noted one by one */
 
 enum ctl_cmd { CMD_TAKEOVER, CMD_STATUS, CMD_GENKEY };
 
@@ -69,6 +73,10 @@ struct ctl {
 	int		 status;	/* exit status once done */
 	char		 unauth[64];	/* last unattributable refusal seen */
 	unsigned	 forged;	/* results with our id not believed */
+	unsigned	 version;	/* of which signed by another version */
+	const char	*version_why;	/* why (static), for the summary */
+	unsigned	 ignored;	/* other results not believed or
+					   not JSON objects */
 };
 
 static void
@@ -183,39 +191,92 @@ on_subscribed(struct mqtt *m, const char *filter, int ok, void *arg)
 }
 
 /*
- * With HMAC auth, a result with our id counts only when the bridge signed
- * it (see tk_verify_result): anyone who may publish on the result topic
- * could otherwise print "ok" for a takeover that never happened.  Returns
- * 1 when msg may be looked at; 0 when it is ignored (noted on stderr when
- * it names our request).
+ * With HMAC auth, a result counts only when the bridge signed every member
+ * of it (see tk_verify_result): anyone who may publish on the result
+ * topic could otherwise print "ok" for a takeover that never happened, or
+ * turn "authenticated" around so that a refusal of somebody else's
+ * request with our id passes for the answer to ours.  Returns the
+ * verified result (json_object_put() it), or NULL when msg is ignored:
+ * counted, and noted on stderr (the first CTL_NOTES_MAX) when it names
+ * our request, else logged at debug level.
  */
-static int
-believed(struct ctl *c, const struct mqtt_msg *msg)
+static json_object *
+verified(struct ctl *c, const struct mqtt_msg *msg)
 {
 	const struct config_takeover *tc = &c->cf->takeover;
-	char		id[TK_ID_MAX + 1];
+	enum tk_result_auth	 r;
+	json_object		*o;
+	const char		*why;
+	char			 id[TK_ID_MAX + 1];
 
-	switch (tk_verify_result(tc->key, tc->key_len, c->host, c->vm,
-	    msg->payload, msg->len, id)) {
-	case TK_RESULT_OK:
-		return 1;
-	case TK_RESULT_UNSIGNED:
-		if (strcmp(id, c->id) == 0) {
-			fprintf(stderr, "qmp2mqtt-ctl: ignoring an unsigned "
-			    "result for id %s (not from the bridge?)\n", c->id);
-			c->forged++;
-		}
-		return 0;
-	case TK_RESULT_BAD_SIG:
-	case TK_RESULT_MALFORMED:
-		if (strcmp(id, c->id) == 0) {
-			fprintf(stderr, "qmp2mqtt-ctl: ignoring a result with "
-			    "a bad signature for id %s\n", c->id);
-			c->forged++;
-		}
-		return 0;
+	r = tk_verify_result(tc->key, tc->key_len, c->host, c->vm,
+	    msg->payload, msg->len, id, &why, &o);
+	if (r == TK_RESULT_OK)
+		return o;
+	if (strcmp(id, c->id) != 0) {
+		c->ignored++;
+		log_debug("ignoring a result (%s: %s) for id %s",
+		    tk_result_auth_name(r), why ? why : "-", id[0] ? id : "-");
+		return NULL;
 	}
-	return 0;
+	c->forged++;
+	if (r == TK_RESULT_OLD_VERSION || r == TK_RESULT_NEW_VERSION) {
+		c->version++;
+		c->version_why = why;
+	}
+	/* A flood of forgeries costs a few lines, then only the count. */
+	if (c->forged > CTL_NOTES_MAX)
+		return NULL;
+	switch (r) {
+	case TK_RESULT_UNSIGNED:
+		fprintf(stderr, "qmp2mqtt-ctl: ignoring an unsigned result "
+		    "for id %s (not from the bridge?)\n", c->id);
+		break;
+	case TK_RESULT_BAD_SIG:
+		fprintf(stderr, "qmp2mqtt-ctl: ignoring a result with a bad "
+		    "signature for id %s: %s\n", c->id, why);
+		break;
+	case TK_RESULT_OLD_VERSION:
+	case TK_RESULT_NEW_VERSION:
+		fprintf(stderr, "qmp2mqtt-ctl: ignoring the result for id %s: "
+		    "%s\n", c->id, why);
+		break;
+	case TK_RESULT_MALFORMED:
+	case TK_RESULT_OK:
+	default:
+		fprintf(stderr, "qmp2mqtt-ctl: ignoring a malformed result "
+		    "for id %s: %s\n", c->id, why ? why : "-");
+		break;
+	}
+	return NULL;
+}
+
+/*
+ * Without HMAC auth nothing can be verified: the result as published.
+ * Returns it (json_object_put() it), or NULL when it is not a JSON object
+ * (counted, logged at debug level).
+ */
+static json_object *
+unverified(struct ctl *c, const struct mqtt_msg *msg)
+{
+	struct json_tokener	*tok;
+	json_object		*o = NULL;
+
+	if (msg->len <= TK_RESULT_MAX && (tok = json_tokener_new()) != NULL) {
+		o = json_tokener_parse_ex(tok, msg->payload, (int)msg->len);
+		if (json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(o);
+			o = NULL;
+		}
+		json_tokener_free(tok);
+	}
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		c->ignored++;
+		log_debug("ignoring a result that is not a JSON object");
+		return NULL;
+	}
+	return o;
 }
 
 static void
@@ -223,7 +284,7 @@ on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 {
 	struct ctl	*c = arg;
 	json_object	*o, *v;
-	const char	*status;
+	const char	*status, *reason;
 
 	if (c->done || strcmp(msg->topic, c->t_listen) != 0)
 		return;
@@ -233,9 +294,9 @@ on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 		c->status = 0;
 		return;
 	}
-	if (c->cf->takeover.auth == CONFIG_AUTH_HMAC && !believed(c, msg))
-		return;
-	if ((o = json_tokener_parse(msg->payload)) == NULL)
+	o = c->cf->takeover.auth == CONFIG_AUTH_HMAC ? verified(c, msg) :
+	    unverified(c, msg);
+	if (o == NULL)
 		return;
 	if (!json_object_object_get_ex(o, "id", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
@@ -243,26 +304,28 @@ on_message(struct mqtt *m, const struct mqtt_msg *msg, void *arg)
 		json_object_put(o);
 		return;		/* somebody else's result */
 	}
+	reason = json_object_object_get_ex(o, "reason", &v) &&
+	    json_object_is_type(v, json_type_string) ?
+	    json_object_get_string(v) : "";
 	/*
 	 * Anyone who may publish on the command topic can make the bridge
 	 * answer "bad_signature" (or "replay") with our id.  Such answers are
-	 * marked unauthenticated: note them, keep waiting for ours.
+	 * marked unauthenticated (signed, with HMAC auth): note them, keep
+	 * waiting for ours.
 	 */
 	if ((json_object_object_get_ex(o, "authenticated", &v) &&
-	    !json_object_get_boolean(v)) ||
-	    (json_object_object_get_ex(o, "reason", &v) &&
-	    strcmp(json_object_get_string(v), "replay") == 0)) {
+	    !json_object_get_boolean(v)) || strcmp(reason, "replay") == 0) {
 		fprintf(stderr, "qmp2mqtt-ctl: note: the bridge refused an "
 		    "unattributable request with this id (%s); still waiting "
-		    "for the answer to ours\n", json_object_get_string(v));
-		snprintf(c->unauth, sizeof(c->unauth), "%s",
-		    json_object_get_string(v));
+		    "for the answer to ours\n", reason);
+		snprintf(c->unauth, sizeof(c->unauth), "%s", reason);
 		json_object_put(o);
 		return;
 	}
 	printf("%s\n", json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-	status = json_object_object_get_ex(o, "status", &v) ?
+	status = json_object_object_get_ex(o, "status", &v) &&
+	    json_object_is_type(v, json_type_string) ?
 	    json_object_get_string(v) : "";
 	c->status = strcmp(status, "ok") == 0 ? 0 : 1;
 	c->done = 1;
@@ -495,6 +558,10 @@ report_timeout(const struct ctl *c)
 	else if (c->takeover && c->unauth[0] != '\0')
 		fprintf(stderr, "qmp2mqtt-ctl: request %s was refused as "
 		    "\"%s\" (is the key the bridge's?)\n", c->id, c->unauth);
+	else if (c->takeover && c->version > 0)
+		fprintf(stderr, "qmp2mqtt-ctl: no result for request %s that "
+		    "this qmp2mqtt-ctl can verify within %ld s: %s\n", c->id,
+		    c->wait_s, c->version_why);
 	else if (c->takeover && c->forged > 0)
 		fprintf(stderr, "qmp2mqtt-ctl: no result signed by the bridge "
 		    "for request %s within %ld s (%u unsigned or badly signed "
@@ -531,6 +598,9 @@ run(struct ctl *c)
 		loop_run_once(c->loop, 100);
 	if (!c->done)
 		report_timeout(c);
+	if (c->forged > CTL_NOTES_MAX)
+		fprintf(stderr, "qmp2mqtt-ctl: %u more results for id %s "
+		    "ignored (not shown)\n", c->forged - CTL_NOTES_MAX, c->id);
 	mqtt_shutdown(c->mqtt, NULL, NULL, 2000);
 	mqtt_free(c->mqtt);
 	loop_free(c->loop);

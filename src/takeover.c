@@ -17,9 +17,12 @@
 #include "takeover.h"
 
 #define TK_PREFIX	"qmp2mqtt-takeover-v2"
-#define TK_RPREFIX	"qmp2mqtt-result-v1"
+#define TK_RPREFIX	"qmp2mqtt-result-v2"
 #define TK_MAC_LEN	32		/* bytes of an HMAC-SHA256 */
-/* Nesting json-c may build: the request is flat; deeper is malformed. */
+/*
+ * Nesting json-c may build: a request is flat, a result has objects in
+ * its object; deeper is malformed.
+ */
 #define TK_DEPTH	3
 #define US_PER_S	UINT64_C(1000000)
 
@@ -679,37 +682,118 @@ tk_verify(const unsigned char *key, size_t keylen, const char *host,
 
 /* --- result signature ----------------------------------------------- */
 
+/* A canonical string being built; err is set once anything failed. */
+struct canon {
+	char	*p;
+	size_t	 n, cap;
+	int	 err;
+};
+
+/* Appends s[0..n) to c (on failure c->err is set, c->p freed). */
+static void
+canon_put(struct canon *c, const char *s, size_t n)
+{
+	char	*np;
+	size_t	 cap;
+
+	if (c->err)
+		return;
+	if (n > SIZE_MAX - c->n - 1) {
+		c->err = 1;
+		return;
+	}
+	if (c->n + n + 1 > c->cap) {
+		cap = c->cap != 0 ? c->cap : 256;
+		while (cap < c->n + n + 1)
+			cap = cap > SIZE_MAX / 2 ? c->n + n + 1 : cap * 2;
+		if ((np = realloc(c->p, cap)) == NULL) {
+			free(c->p);
+			c->p = NULL;
+			c->err = 1;
+			return;
+		}
+		c->p = np;
+		c->cap = cap;
+	}
+	memcpy(c->p + c->n, s, n);
+	c->n += n;
+	c->p[c->n] = '\0';
+}
+
+/* Appends '\n' and the decimal v. */
+static void
+canon_int(struct canon *c, int64_t v)
+{
+	char	b[32];
+	int	n;
+
+	n = snprintf(b, sizeof(b), "\n%" PRId64, v);
+	if (n < 0 || (size_t)n >= sizeof(b)) {
+		c->err = 1;
+		return;
+	}
+	canon_put(c, b, (size_t)n);
+}
+
+/* Appends '\n' and s as "<length>:<bytes>", or "-" for NULL. */
+static void
+canon_str(struct canon *c, const char *s)
+{
+	size_t	n;
+	char	b[32];
+	int	k;
+
+	if (s == NULL) {
+		canon_put(c, "\n-", 2);
+		return;
+	}
+	n = strlen(s);
+	k = snprintf(b, sizeof(b), "\n%zu:", n);
+	if (k < 0 || (size_t)k >= sizeof(b)) {
+		c->err = 1;
+		return;
+	}
+	canon_put(c, b, (size_t)k);
+	canon_put(c, s, n);
+}
+
 /*
- * Returns the result canonical string of f in a new buffer with its
- * length in *np, or NULL (a field NULL but id, or with '\n'; no memory).
+ * Returns the v2 result canonical string of f in a new buffer with its
+ * length in *np, or NULL (a required field NULL, error or colo half set,
+ * no memory).  See takeover.h for the format.
  */
 static char *
 rcanon_alloc(const struct tk_result_fields *f, size_t *np)
 {
-	const char	*id;
-	char		*buf;
-	int		 n;
+	struct canon	c = { NULL, 0, 0, 0 };
 
-	if (f == NULL)
+	if (f == NULL || f->host == NULL || f->vm == NULL ||
+	    f->status == NULL || f->reason == NULL ||
+	    (f->error_class == NULL) != (f->error_desc == NULL) ||
+	    (f->colo_mode == NULL &&
+	    (f->colo_last_mode != NULL || f->colo_reason != NULL)))
 		return NULL;
-	id = f->id != NULL ? f->id : "";
-	if (!canon_field_ok(f->host, 0) || !canon_field_ok(f->vm, 0) ||
-	    !canon_field_ok(id, 0) || !canon_field_ok(f->status, 0) ||
-	    !canon_field_ok(f->reason, 0))
-		return NULL;
-	n = snprintf(NULL, 0, "%s\n%s\n%s\n%s\n%s\n%s\n%c\n%" PRId64,
-	    TK_RPREFIX, f->host, f->vm, id, f->status, f->reason,
-	    f->sent ? '1' : '0', f->time_us);
-	if (n < 0 || n == INT_MAX || (buf = malloc((size_t)n + 1)) == NULL)
-		return NULL;
-	if (snprintf(buf, (size_t)n + 1, "%s\n%s\n%s\n%s\n%s\n%s\n%c\n%"
-	    PRId64, TK_RPREFIX, f->host, f->vm, id, f->status, f->reason,
-	    f->sent ? '1' : '0', f->time_us) != n) {
-		free(buf);
+	canon_put(&c, TK_RPREFIX, strlen(TK_RPREFIX));
+	canon_int(&c, f->schema);
+	canon_str(&c, f->host);
+	canon_str(&c, f->vm);
+	canon_str(&c, f->id);
+	canon_str(&c, f->status);
+	canon_str(&c, f->reason);
+	canon_str(&c, f->error_class);
+	canon_str(&c, f->error_desc);
+	canon_str(&c, f->colo_mode);
+	canon_str(&c, f->colo_last_mode);
+	canon_str(&c, f->colo_reason);
+	canon_put(&c, f->sent ? "\n1" : "\n0", 2);
+	canon_put(&c, f->authenticated ? "\n1" : "\n0", 2);
+	canon_int(&c, f->time_us);
+	if (c.err || c.n >= INT_MAX) {
+		free(c.p);
 		return NULL;
 	}
-	*np = (size_t)n;
-	return buf;
+	*np = c.n;
+	return c.p;
 }
 
 /* Returns the length of the result canonical string, or -1. */
@@ -752,106 +836,334 @@ tk_sign_result(const unsigned char *key, size_t keylen,
 	return rv;
 }
 
-/* The string member key of o, or NULL when absent or not a string. */
-static const char *
-member_str(json_object *o, const char *key)
+/* Returns the short name of an outcome of tk_verify_result(). */
+const char *
+tk_result_auth_name(enum tk_result_auth a)
+{
+	switch (a) {
+	case TK_RESULT_OK:		return "ok";
+	case TK_RESULT_UNSIGNED:	return "unsigned";
+	case TK_RESULT_BAD_SIG:		return "bad_sig";
+	case TK_RESULT_MALFORMED:	return "malformed";
+	case TK_RESULT_OLD_VERSION:	return "old_version";
+	case TK_RESULT_NEW_VERSION:	return "new_version";
+	}
+	return "unknown";
+}
+
+/* Sets *why to msg.  Returns a. */
+static enum tk_result_auth
+rbad(const char **why, enum tk_result_auth a, const char *msg)
+{
+	*why = msg;
+	return a;
+}
+
+/*
+ * Reads the string member key of o into *s: 1 when a string, 0 when null
+ * and nullable, -1 when absent or of another type.
+ */
+static int
+member_str(json_object *o, const char *key, int nullable, const char **s)
+{
+	json_object	*v;
+
+	*s = NULL;
+	if (!json_object_object_get_ex(o, key, &v))
+		return -1;
+	if (v == NULL || json_object_is_type(v, json_type_null))
+		return nullable ? 0 : -1;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*s = json_object_get_string(v);
+	return 1;
+}
+
+/* Reads the boolean member key of o into *b.  0, or -1. */
+static int
+member_bool(json_object *o, const char *key, int *b)
 {
 	json_object	*v;
 
 	if (!json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
+	    !json_object_is_type(v, json_type_boolean))
+		return -1;
+	*b = json_object_get_boolean(v) ? 1 : 0;
+	return 0;
 }
 
 /*
- * Checks the signed members of the result object o against (host, vm)
- * and its "sig".  Returns a tk_result_auth outcome.
+ * Reads the integer member key of o into *t: it must be positive and
+ * representable as int64_t (json-c would saturate a larger one, so that
+ * two payloads would verify alike).  0, or -1.
+ */
+static int
+member_pos_int(json_object *o, const char *key, int64_t *t)
+{
+	json_object	*v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return -1;
+	*t = json_object_get_int64(v);
+	if (*t <= 0 || json_object_get_uint64(v) != (uint64_t)*t)
+		return -1;
+	return 0;
+}
+
+/* 1 when every member name of o is one of names[0..n), else 0. */
+static int
+members_known(json_object *o, const char *const *names, size_t n)
+{
+	size_t	k;
+
+	json_object_object_foreach(o, key, val) {
+		(void)val;
+		for (k = 0; k < n; k++)
+			if (strcmp(key, names[k]) == 0)
+				break;
+		if (k == n)
+			return 0;
+	}
+	return 1;
+}
+
+/* Compares the HMAC of canon[0..n) with sig in constant time: 1 if equal. */
+static int
+mac_equal(const unsigned char *key, size_t keylen, const char *canon,
+    size_t n, const char *sig)
+{
+	char	want[TK_SIG_HEX + 1];
+	int	eq;
+
+	if (mac_hex(key, keylen, canon, n, want) == -1)
+		return 0;
+	eq = CRYPTO_memcmp(want, sig, TK_SIG_HEX) == 0;
+	OPENSSL_cleanse(want, sizeof(want));
+	return eq;
+}
+
+/*
+ * A result without "sig_version": checks whether sig is a valid v1
+ * signature (a bridge older than this code) over the v1 canonical string
+ *   "qmp2mqtt-result-v1\n<host>\n<vm>\n<id>\n<status>\n<reason>\n<sent>
+ *    \n<time_us>"
+ * so that the caller can say so.  Returns TK_RESULT_OLD_VERSION when it
+ * is (never TK_RESULT_OK: v1 leaves "authenticated" unsigned), else
+ * TK_RESULT_BAD_SIG or TK_RESULT_MALFORMED, with *why set.
+ */
+static enum tk_result_auth
+result_check_v1(const unsigned char *key, size_t keylen, const char *host,
+    const char *vm, json_object *o, const char *sig, const char **why)
+{
+	const char	*id, *h, *v, *st, *rs;
+	char		*s;
+	int64_t		 t;
+	int		 sent, n, eq;
+
+	if (member_str(o, "id", 1, &id) == -1 ||
+	    member_str(o, "host", 0, &h) == -1 ||
+	    member_str(o, "vm", 0, &v) == -1 ||
+	    member_str(o, "status", 0, &st) == -1 ||
+	    member_str(o, "reason", 0, &rs) == -1 ||
+	    member_bool(o, "sent", &sent) == -1 ||
+	    member_pos_int(o, "time_us", &t) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "no sig_version, and "
+		    "not a v1 result either");
+	if (host == NULL || vm == NULL || strcmp(h, host) != 0 ||
+	    strcmp(v, vm) != 0)
+		return rbad(why, TK_RESULT_BAD_SIG, "result for another "
+		    "host or VM");
+	if (id == NULL)
+		id = "";
+	n = snprintf(NULL, 0, "qmp2mqtt-result-v1\n%s\n%s\n%s\n%s\n%s\n%c\n%"
+	    PRId64, h, v, id, st, rs, sent ? '1' : '0', t);
+	if (n < 0 || n == INT_MAX || (s = malloc((size_t)n + 1)) == NULL)
+		return rbad(why, TK_RESULT_BAD_SIG, "out of memory");
+	(void)snprintf(s, (size_t)n + 1, "qmp2mqtt-result-v1\n%s\n%s\n%s\n%s"
+	    "\n%s\n%c\n%" PRId64, h, v, id, st, rs, sent ? '1' : '0', t);
+	eq = mac_equal(key, keylen, s, (size_t)n, sig);
+	free(s);
+	if (!eq)
+		return rbad(why, TK_RESULT_BAD_SIG, "signature does not match "
+		    "(no sig_version: v1)");
+	return rbad(why, TK_RESULT_OLD_VERSION, "signed by a bridge older "
+	    "than this client (result signature v1, which does not cover "
+	    "authenticated, error, colo and schema): upgrade the bridge");
+}
+
+/*
+ * Checks the members of the result object o against (host, vm) and its
+ * "sig".  Returns a tk_result_auth outcome with *why set (NULL for
+ * TK_RESULT_OK).
  */
 static enum tk_result_auth
 result_check(const unsigned char *key, size_t keylen, const char *host,
-    const char *vm, json_object *o)
+    const char *vm, json_object *o, const char **why)
 {
+	static const char *const top[] = { "schema", "id", "host", "vm",
+	    "status", "reason", "error", "colo", "sent", "authenticated",
+	    "time_us", "sig", "sig_version" };
+	static const char *const err_names[] = { "class", "desc" };
+	static const char *const colo_names[] = { "mode", "last_mode",
+	    "reason" };
 	struct tk_result_fields	 f;
 	json_object		*v;
 	const char		*sig;
-	char			 want[TK_SIG_HEX + 1];
+	char			*s;
+	size_t			 n;
+	int64_t			 ver;
 	int			 eq;
 
 	if (!json_object_object_get_ex(o, "sig", &v))
-		return TK_RESULT_UNSIGNED;
-	sig = member_str(o, "sig");
-	if (sig == NULL || strlen(sig) != TK_SIG_HEX ||
+		return rbad(why, TK_RESULT_UNSIGNED, "no sig");
+	if (member_str(o, "sig", 0, &sig) != 1 || strlen(sig) != TK_SIG_HEX ||
 	    !is_sig_hex(sig, TK_SIG_HEX))
-		return TK_RESULT_BAD_SIG;
+		return rbad(why, TK_RESULT_BAD_SIG, "sig is not 64 lowercase "
+		    "hex digits");
+	if (!json_object_object_get_ex(o, "sig_version", &v))
+		return result_check_v1(key, keylen, host, vm, o, sig, why);
+	if (member_pos_int(o, "sig_version", &ver) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "sig_version must be a "
+		    "positive integer");
+	if (ver > TK_RESULT_VERSION)
+		return rbad(why, TK_RESULT_NEW_VERSION, "signed by a bridge "
+		    "newer than this client (result sig_version above 2): "
+		    "upgrade qmp2mqtt-ctl");
+	if (ver != TK_RESULT_VERSION)
+		return rbad(why, TK_RESULT_MALFORMED, "sig_version must be 2");
+	if (!members_known(o, top, sizeof(top) / sizeof(top[0])))
+		return rbad(why, TK_RESULT_MALFORMED, "unknown field (not "
+		    "covered by the signature)");
+
 	memset(&f, 0, sizeof(f));
-	if (!json_object_object_get_ex(o, "id", &v))
-		return TK_RESULT_MALFORMED;
-	if (json_object_is_type(v, json_type_string))
-		f.id = json_object_get_string(v);
-	else if (!json_object_is_type(v, json_type_null))
-		return TK_RESULT_MALFORMED;
-	f.host = member_str(o, "host");
-	f.vm = member_str(o, "vm");
-	f.status = member_str(o, "status");
-	f.reason = member_str(o, "reason");
-	if (f.host == NULL || f.vm == NULL || f.status == NULL ||
-	    f.reason == NULL)
-		return TK_RESULT_MALFORMED;
-	if (!json_object_object_get_ex(o, "sent", &v) ||
-	    !json_object_is_type(v, json_type_boolean))
-		return TK_RESULT_MALFORMED;
-	f.sent = json_object_get_boolean(v);
-	if (!json_object_object_get_ex(o, "time_us", &v) ||
-	    !json_object_is_type(v, json_type_int))
-		return TK_RESULT_MALFORMED;
-	f.time_us = json_object_get_int64(v);
+	if (member_pos_int(o, "schema", &f.schema) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "schema missing or not "
+		    "a positive integer");
+	if (member_str(o, "id", 1, &f.id) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "id missing or not a "
+		    "string or null");
+	if (member_str(o, "host", 0, &f.host) == -1 ||
+	    member_str(o, "vm", 0, &f.vm) == -1 ||
+	    member_str(o, "status", 0, &f.status) == -1 ||
+	    member_str(o, "reason", 0, &f.reason) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "host, vm, status or "
+		    "reason missing or not a string");
+	if (!json_object_object_get_ex(o, "error", &v))
+		return rbad(why, TK_RESULT_MALFORMED, "error missing");
+	if (v != NULL && !json_object_is_type(v, json_type_null)) {
+		if (!json_object_is_type(v, json_type_object) ||
+		    !members_known(v, err_names, 2) ||
+		    member_str(v, "class", 0, &f.error_class) == -1 ||
+		    member_str(v, "desc", 0, &f.error_desc) == -1)
+			return rbad(why, TK_RESULT_MALFORMED, "error must be "
+			    "null or {\"class\",\"desc\"} with strings");
+	}
+	if (!json_object_object_get_ex(o, "colo", &v))
+		return rbad(why, TK_RESULT_MALFORMED, "colo missing");
+	if (v != NULL && !json_object_is_type(v, json_type_null)) {
+		if (!json_object_is_type(v, json_type_object) ||
+		    !members_known(v, colo_names, 3) ||
+		    member_str(v, "mode", 0, &f.colo_mode) == -1 ||
+		    member_str(v, "last_mode", 1, &f.colo_last_mode) == -1 ||
+		    member_str(v, "reason", 1, &f.colo_reason) == -1)
+			return rbad(why, TK_RESULT_MALFORMED, "colo must be "
+			    "null or {\"mode\",\"last_mode\",\"reason\"} with "
+			    "strings (last_mode, reason: or null)");
+	}
+	if (member_bool(o, "sent", &f.sent) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "sent missing or not a "
+		    "boolean");
+	if (member_bool(o, "authenticated", &f.authenticated) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "authenticated missing "
+		    "or not a boolean");
+	if (member_pos_int(o, "time_us", &f.time_us) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "time_us missing or not "
+		    "a positive integer");
 	/* A result for another VM is no answer for this one. */
 	if (host == NULL || vm == NULL || strcmp(f.host, host) != 0 ||
 	    strcmp(f.vm, vm) != 0)
-		return TK_RESULT_BAD_SIG;
-	if (tk_sign_result(key, keylen, &f, want) == -1)
-		return TK_RESULT_BAD_SIG;
-	eq = CRYPTO_memcmp(want, sig, TK_SIG_HEX) == 0;
-	OPENSSL_cleanse(want, sizeof(want));
-	return eq ? TK_RESULT_OK : TK_RESULT_BAD_SIG;
+		return rbad(why, TK_RESULT_BAD_SIG, "result for another host "
+		    "or VM");
+	if ((s = rcanon_alloc(&f, &n)) == NULL)
+		return rbad(why, TK_RESULT_BAD_SIG, "out of memory");
+	eq = mac_equal(key, keylen, s, n, sig);
+	free(s);
+	if (!eq)
+		return rbad(why, TK_RESULT_BAD_SIG, "signature does not match");
+	*why = NULL;
+	return TK_RESULT_OK;
 }
 
 /*
- * Parses the result payload[0..len) and verifies it for (host, vm).
- * Returns a tk_result_auth outcome; id gets the result's id (see
- * takeover.h).
+ * Parses the result payload[0..len) as strictly as a request (RFC 8259
+ * tokens, no NUL, no duplicate member, no trailing data) and verifies it
+ * for (host, vm).  Returns a tk_result_auth outcome; id, why and tree as
+ * takeover.h says.
  */
 enum tk_result_auth
 tk_verify_result(const unsigned char *key, size_t keylen, const char *host,
-    const char *vm, const void *payload, size_t len, char id[TK_ID_MAX + 1])
+    const char *vm, const void *payload, size_t len, char id[TK_ID_MAX + 1],
+    const char **why, struct json_object **tree)
 {
+	const unsigned char	*p = payload;
 	struct json_tokener	*tok;
 	json_object		*o;
-	const char		*s;
+	const char		*s, *dummy;
+	size_t			 members, end;
 	enum tk_result_auth	 r;
+	int			 err;
 
+	if (why == NULL)
+		why = &dummy;
+	*why = NULL;
 	if (id != NULL)
 		id[0] = '\0';
-	if (payload == NULL || len == 0 || len > INT_MAX ||
-	    (tok = json_tokener_new()) == NULL)
-		return TK_RESULT_MALFORMED;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = json_tokener_parse_ex(tok, payload, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success) {
-		json_object_put(o);
-		o = NULL;
-	}
+	if (tree != NULL)
+		*tree = NULL;
+	if (p == NULL || len == 0)
+		return rbad(why, TK_RESULT_MALFORMED, "empty payload");
+	if (len > TK_RESULT_MAX)
+		return rbad(why, TK_RESULT_MALFORMED, "payload too large");
+	if (memchr(p, '\0', len) != NULL)
+		return rbad(why, TK_RESULT_MALFORMED, "NUL byte in payload");
+	if (lex(p, len, &members) == -1)
+		return rbad(why, TK_RESULT_MALFORMED, "malformed JSON");
+	/* The result nests one level: an object in the object. */
+	if ((tok = json_tokener_new_ex(TK_DEPTH)) == NULL)
+		return rbad(why, TK_RESULT_MALFORMED, "out of memory");
+	json_tokener_set_flags(tok,
+	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
+	err = json_tokener_get_error(tok) != json_tokener_success;
+	end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
-	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+	if (o == NULL || err || end > len) {
 		json_object_put(o);
-		return TK_RESULT_MALFORMED;
+		return rbad(why, TK_RESULT_MALFORMED, "malformed JSON");
 	}
-	if (id != NULL && (s = member_str(o, "id")) != NULL &&
+	for (; end < len; end++)
+		if (!is_ws(p[end])) {
+			json_object_put(o);
+			return rbad(why, TK_RESULT_MALFORMED, "trailing data "
+			    "after JSON");
+		}
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return rbad(why, TK_RESULT_MALFORMED, "not a JSON object");
+	}
+	if ((size_t)json_object_object_length(o) != members) {
+		json_object_put(o);
+		return rbad(why, TK_RESULT_MALFORMED, "duplicate field");
+	}
+	if (id != NULL && member_str(o, "id", 0, &s) == 1 &&
 	    strlen(s) <= TK_ID_MAX)
 		memcpy(id, s, strlen(s) + 1);
-	r = result_check(key, keylen, host, vm, o);
-	json_object_put(o);
+	r = result_check(key, keylen, host, vm, o, why);
+	if (r == TK_RESULT_OK && tree != NULL)
+		*tree = o;
+	else
+		json_object_put(o);
 	return r;
 }
 

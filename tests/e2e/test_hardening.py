@@ -12,6 +12,10 @@ test_takeover.py), each case counting what must stay quiet:
   - qmp2mqtt-ctl does not believe an unsigned "ok" with its id (a third
     party answering first): it says so and exits 1 when the bridge
     refused;
+  - nor a real, signed result whose "authenticated" was flipped (the
+    bridge's refusal of a forged request with ctl's id, made to pass for
+    the answer to ctl's own request): the result signature v2 covers
+    every member;
   - a request dated 20 s ahead executes once, and after kill -9 and a
     restart (replay store in state_dir) the same payload is refused;
     without state_dir such a request is stale;
@@ -25,6 +29,8 @@ test_takeover.py), each case counting what must stay quiet:
 """
 # TIMEOUT = 150
 
+import hashlib
+import hmac
 import os
 import stat
 import subprocess
@@ -34,7 +40,8 @@ import time
 import harness as h
 from harness import check, check_eq
 from test_takeover import (CTL_BIN, REPLY, Client, Rig, cmd_topic, enc,
-                           now_us, request, result_topic, run_ctl,
+                           now_us, request, result_sig, result_topic,
+                           run_ctl,
                            takeover_daemon, wait_subscribed,
                            with_dead_peer, write_key)
 
@@ -155,6 +162,88 @@ def test_ctl_ignores_forged_result(ctx):
           "ignored the forgery: %r" % err)
     check_eq(rc, 1, "ctl exit status (the bridge refused)")
     check('"precondition_failed"' in out, "ctl printed %r" % out)
+    check_eq(rig.heartbeats("vm1"), 0, "heartbeats")
+
+
+def test_ctl_refuses_flipped_authenticated(ctx):
+    """A third party reads ctl's request id off the command topic, sends
+    a request of its own with that id (bad signature), takes the bridge's
+    real, signed refusal of it ("authenticated": false) and re-publishes
+    it with "authenticated": true, twelve times, before the bridge's
+    answer to ctl's request (the VM is muted until then).  Under result signature v1 that
+    passed for the answer to ctl's request (ctl would have printed
+    bad_signature and exited 1 while its takeover went on); now ctl says
+    the signature is bad (ten lines, then a count), notes the genuine
+    refusal, and prints the bridge's answer to its own request.  An "ok"
+    signed with the key as an older bridge would (result signature v1) is
+    refused too, as such."""
+    rig = Rig(ctx, 1)
+    forger = Client(ctx, rig.broker.port, (cmd_topic("vm1"),))
+    res = {}
+
+    def ctl():
+        # vm1 is a secondary: --expect primary is refused (precondition).
+        res["ctl"] = run_ctl(["-c", rig.daemon.conf, "takeover", h.HOST,
+                              "vm1", "--expect", "primary", "--wait", "15"])
+    rig.sim.cmd("mute vm1 on")
+    t = threading.Thread(target=ctl, daemon=True)
+    t.start()
+    try:
+        m = forger.wait_on(cmd_topic("vm1"), 20)
+        rid = m.json()["id"]
+        mark = rig.sub.mark(result_topic("vm1"))
+        forger.publish(cmd_topic("vm1"), enc(
+            {"id": rid, "issued_us": now_us(), "sig": "0" * 64}))
+        real = rig.sub.wait_for(
+            lambda m: m.json().get("id") == rid and
+            m.json().get("reason") == "bad_signature", 10,
+            topic=result_topic("vm1"), since=mark)
+        r = real.json()
+        check_eq((r["status"], r["authenticated"], r.get("sig_version")),
+                 ("rejected", False, 2), "the bridge's refusal")
+        # Signed as README says: every member (checked independently).
+        check_eq(r["sig"], result_sig(rig.key, r), "sig of the refusal")
+        flipped = real.payload.replace(b'"authenticated":false',
+                                       b'"authenticated":true')
+        check(flipped != real.payload, "nothing flipped in %r" %
+              real.payload)
+        # An "ok" signed as a bridge older than this change would (v1,
+        # with the real key): not believed either.
+        v1 = dict(r, status="ok", reason="ok", error=None,
+                  authenticated=True, time_us=now_us())
+        del v1["sig_version"]
+        v1["sig"] = hmac.new(rig.key, (
+            "qmp2mqtt-result-v1\n%s\nvm1\n%s\nok\nok\n0\n%d" %
+            (h.HOST, rid, v1["time_us"])).encode(),
+            hashlib.sha256).hexdigest()
+        # Then the flipped one twelve times: ctl notes ten lines in all,
+        # then only counts.
+        mark = rig.sub.mark(result_topic("vm1"))
+        forger.publish(result_topic("vm1"), enc(v1))
+        for _ in range(12):
+            forger.publish(result_topic("vm1"), flipped)
+        seen = []
+        rig.sub.wait_for(lambda m: m.payload == flipped and
+                         (seen.append(m) or len(seen) == 12), 10,
+                         topic=result_topic("vm1"), since=mark)
+    finally:
+        rig.sim.cmd("mute vm1 off")
+    t.join(30 * h.SLOW)
+    check("ctl" in res, "qmp2mqtt-ctl did not finish")
+    rc, out, err, _ = res["ctl"]
+    check("ignoring the result for id %s: signed by a bridge older than "
+          "this client" % rid in err, "ctl did not refuse the v1 result: %r"
+          % err)
+    check_eq(err.count("ignoring a result with a bad signature for id %s: "
+                       "signature does not match" % rid), 9,
+             "flipped results noted by ctl: %r" % err)
+    check("3 more results for id %s ignored (not shown)" % rid in err,
+          "ctl did not count the rest: %r" % err)
+    check("refused an unattributable request with this id (bad_signature)"
+          in err, "ctl did not note the genuine refusal: %r" % err)
+    check_eq(rc, 1, "ctl exit status (the bridge refused)")
+    check('"precondition_failed"' in out and '"bad_signature"' not in out,
+          "ctl printed %r" % out)
     check_eq(rig.heartbeats("vm1"), 0, "heartbeats")
 
 
@@ -309,6 +398,7 @@ def test_unsafe_configurations(ctx):
 
 if __name__ == "__main__":
     h.main(test_replayed_signed_request, test_ctl_ignores_forged_result,
+           test_ctl_refuses_flipped_authenticated,
            test_future_request_across_restart,
            test_future_request_without_state_dir, test_unknown_vm_flood,
            test_qmp_garbage_log_capped,

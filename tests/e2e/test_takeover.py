@@ -76,6 +76,31 @@ def sign(key, host, vm, rid, issued_us, expect_mode=None, force=False,
                     hashlib.sha256).hexdigest()
 
 
+def result_canonical(r):
+    """The result canonical string v2 (see src/takeover.h) of the result
+    object r: every member but sig, strings as <byte length>:<bytes>,
+    null as "-", booleans 1/0, integers in decimal."""
+    def st(x):
+        if x is None:
+            return "-"
+        b = x.encode()
+        return "%d:%s" % (len(b), x)
+    err = r["error"] or {"class": None, "desc": None}
+    colo = r["colo"] or {"mode": None, "last_mode": None, "reason": None}
+    return "\n".join(["qmp2mqtt-result-v2", str(r["schema"]), st(r["host"]),
+                      st(r["vm"]), st(r["id"]), st(r["status"]),
+                      st(r["reason"]), st(err["class"]), st(err["desc"]),
+                      st(colo["mode"]), st(colo["last_mode"]),
+                      st(colo["reason"]), "1" if r["sent"] else "0",
+                      "1" if r["authenticated"] else "0", str(r["time_us"])])
+
+
+def result_sig(key, r):
+    """The sig a bridge keyed with key puts into the result r."""
+    return hmac.new(key, result_canonical(r).encode(),
+                    hashlib.sha256).hexdigest()
+
+
 _ids = [0]
 
 

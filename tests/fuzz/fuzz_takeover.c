@@ -5,6 +5,8 @@
  * HMAC auth, and every accepted request is checked against the contract
  * in takeover.h and against json-c's lenient parser; its signature,
  * time window and replay cache handling are exercised.  The same bytes
+ * are verified as a takeover result (tk_verify_result's contract: why,
+ * id, and the tree handed back for a verified result only).  The same bytes
  * also drive a script of replay cache operations that is checked step by
  * step against a simple model.  Beyond "no crash, no leak, no UB", any
  * disagreement aborts.
@@ -431,6 +433,36 @@ run_cache_script(const uint8_t *data, size_t size)
 	tk_cache_free(c);
 }
 
+/*
+ * The bytes as a takeover result: tk_verify_result() keeps its contract
+ * in takeover.h whatever they are.
+ */
+static void
+check_result(const uint8_t *data, size_t size)
+{
+	enum tk_result_auth	 r;
+	json_object		*tree = (json_object *)&r;
+	const char		*why = "unset";
+	char			 id[TK_ID_MAX + 1];
+
+	memset(id, 0xa5, sizeof(id));
+	r = tk_verify_result(fkey, FKEYLEN, HOST, VM, data, size, id, &why,
+	    &tree);
+	if (!terminated(id, sizeof(id)))
+		die("result id not terminated", NULL);
+	if (r == TK_RESULT_OK) {
+		if (why != NULL || tree == NULL ||
+		    !json_object_is_type(tree, json_type_object))
+			die("verified result without its tree", NULL);
+		json_object_put(tree);
+	} else if (why == NULL || tree != NULL)
+		die("refused result without why, or with a tree",
+		    tk_result_auth_name(r));
+	if (tk_verify_result(fkey, FKEYLEN, HOST, VM, data, size, NULL,
+	    NULL, NULL) != r)
+		die("tk_verify_result is not deterministic", NULL);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -471,5 +503,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_accepted(data, size, &req[0], &req[1], r[1] == TK_OK);
 	}
 	run_cache_script(data, size);
+	check_result(data, size);
 	return 0;
 }
