@@ -83,23 +83,26 @@ hash64(const char *s, size_t len)
 }
 
 /*
- * The last_exit texts live in slots of 256 or 512 bytes carved from
- * 64 KiB chunks (a free list per size, loop thread only), not among the
- * heap's short-lived blocks: 10 000 texts of ~250 bytes scattered between
+ * The last_exit texts live in slots carved from chunks of TEXT_SLOTS
+ * slots (a free list per slot size, loop thread only), not among the
+ * heap's short-lived blocks: 10 000 texts of ~200 bytes scattered between
  * a burst's queued messages would pin every page of it (glibc cannot give
  * back a page holding one live block), and a slot has no per-block
- * overhead.  Longer texts use malloc.  The byte before the text says
- * which (1 + class: slot, 0: malloc); chunks are kept for reuse.
+ * overhead.  Slot sizes go by TEXT_STEP bytes up to TEXT_SLOT_MAX (the
+ * texts of one bridge have about the same length: little is wasted);
+ * longer texts use malloc.  The byte before the text says which (slot
+ * size / TEXT_STEP, 0: malloc); chunks are kept for reuse.
  */
-#define TEXT_CHUNK	65536
-#define TEXT_CLASSES	2
+#define TEXT_STEP	16
+#define TEXT_SLOT_MAX	512
+#define TEXT_CLASSES	(TEXT_SLOT_MAX / TEXT_STEP + 1)	/* [0] unused */
+#define TEXT_SLOTS	64
 
 struct text_chunk {
 	struct text_chunk	*next;
 	char			 slots[];
 };
 
-static const size_t	 text_slot[TEXT_CLASSES] = { 256, 512 };
 static struct text_chunk *text_chunks;			/* reachable */
 static char		*text_free[TEXT_CLASSES];	/* free slots */
 
@@ -107,27 +110,27 @@ static char *
 text_dup(const char *s, size_t len)
 {
 	char	*p;
-	int	 k;
+	size_t	 k = (len + 2 + TEXT_STEP - 1) / TEXT_STEP;
 
-	for (k = 0; k < TEXT_CLASSES && len + 2 > text_slot[k]; k++)
-		;
 	if (k < TEXT_CLASSES) {
+		size_t slot = k * TEXT_STEP;
+
 		if (text_free[k] == NULL) {
-			struct text_chunk *c = malloc(sizeof(*c) + TEXT_CHUNK);
+			struct text_chunk *c = malloc(sizeof(*c) +
+			    TEXT_SLOTS * slot);
 			if (c == NULL)
 				return NULL;
 			c->next = text_chunks;
 			text_chunks = c;
-			for (size_t i = 0; i + text_slot[k] <= TEXT_CHUNK;
-			    i += text_slot[k]) {
-				memcpy(c->slots + i, &text_free[k],
+			for (size_t i = 0; i < TEXT_SLOTS; i++) {
+				memcpy(c->slots + i * slot, &text_free[k],
 				    sizeof(char *));
-				text_free[k] = c->slots + i;
+				text_free[k] = c->slots + i * slot;
 			}
 		}
 		p = text_free[k];
 		memcpy(&text_free[k], p, sizeof(char *));
-		p[0] = (char)(1 + k);
+		p[0] = (char)k;
 	} else {
 		if ((p = malloc(len + 2)) == NULL)
 			return NULL;
@@ -151,7 +154,7 @@ text_release(char *t)
 		free(p);
 		return;
 	}
-	k = p[0] - 1;
+	k = p[0];
 	memcpy(p, &text_free[k], sizeof(char *));
 	text_free[k] = p;
 }
