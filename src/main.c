@@ -77,7 +77,7 @@ memory_init(void)
 	/*
 	 * glibc raises its mmap threshold to the size of any large block
 	 * freed (up to 32 MiB), and its trim threshold to twice that: after
-	 * the start-up of 10 000 VMs, the stats message (1.7 MB, built and
+	 * the start-up of 10 000 VMs, the stats message (1.4 MB, built and
 	 * copied every status interval) then came from the heap and left it
 	 * 4 MiB larger for good.  A fixed threshold keeps large blocks in
 	 * mmap, given back when freed.
