@@ -252,18 +252,18 @@ peer_update(struct vm *v, void *arg)
 	struct peer_msg	*pm = arg;
 	int		 r;
 
-	if (v->local_peer != NULL)
-		return;		/* fed from the VM itself */
+	if (v->local_peer != NULL || v->peer == NULL)
+		return;		/* fed from the VM itself, or no view */
 	switch (pm->kind) {
 	case 0:
-		r = peer_on_state(&v->peer, pm->msg->payload, pm->msg->len);
+		r = peer_on_state(v->peer, pm->msg->payload, pm->msg->len);
 		break;
 	case 1:
-		r = peer_on_availability(&v->peer, pm->msg->payload,
+		r = peer_on_availability(v->peer, pm->msg->payload,
 		    pm->msg->len);
 		break;
 	default:
-		r = peer_on_bridge(&v->peer, pm->msg->payload, pm->msg->len);
+		r = peer_on_bridge(v->peer, pm->msg->payload, pm->msg->len);
 		break;
 	}
 	if (r == -1 && ratelim_allow(&pm->b->peer_log, loop_now_ms()))

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -93,6 +94,51 @@ colo_enum(json_object *s, int is_mode)
 	if (is_mode && strcmp(p, "unknown") == 0)
 		return "none";		/* COLOMode before QEMU 3.1 */
 	return p;
+}
+
+/* The values QEMU documents (qapi/migration.json), and "" (unknown). */
+static char colo_known[][16] = { "", "none", "primary", "secondary",
+    "request", "error", "processing" };
+#define COLO_NKNOWN	(sizeof(colo_known) / sizeof(colo_known[0]))
+
+static int
+colo_owned(const char *p)
+{
+	for (size_t k = 0; k < COLO_NKNOWN; k++)
+		if (p == colo_known[k])
+			return 0;
+	return p != NULL;
+}
+
+int
+colo_hold(char **held, const char *s)
+{
+	char	*nv = NULL;
+
+	if (s == NULL)
+		s = "";
+	if (*held != NULL && strncmp(*held, s, COLO_ENUM_MAX) == 0 &&
+	    strlen(*held) == strnlen(s, COLO_ENUM_MAX))
+		return 0;
+	for (size_t k = 0; k < COLO_NKNOWN && nv == NULL; k++)
+		if (strcmp(colo_known[k], s) == 0)
+			nv = colo_known[k];
+	if (nv == NULL && (nv = strndup(s, COLO_ENUM_MAX)) == NULL) {
+		colo_release(held);
+		*held = colo_known[0];
+		return -1;
+	}
+	colo_release(held);
+	*held = nv;
+	return 1;
+}
+
+void
+colo_release(char **held)
+{
+	if (colo_owned(*held))
+		free(*held);
+	*held = NULL;
 }
 
 /*

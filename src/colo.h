@@ -63,6 +63,20 @@ json_object	*colo_normalize_exit(json_object *event,
 const char	*colo_enum(json_object *s, int is_mode);
 
 /*
+ * Enum values kept for long (a VM's mode, last mode, reason): a value QEMU
+ * documents (and "", unknown) is a static string shared by every holder,
+ * any other one a copy owned by its holder.  A held value (char *, read
+ * only) is NULL before the first colo_hold(), "" when unknown.
+ *
+ * colo_hold() sets *held to s (NULL: ""; at most COLO_ENUM_MAX bytes are
+ * kept) and frees what *held owned.  Returns 1 when the value changed, 0
+ * when not, -1 when memory ran out (*held is then "").
+ */
+int		 colo_hold(char **held, const char *s);
+/* Frees what *held owns; *held becomes NULL. */
+void		 colo_release(char **held);
+
+/*
  * Reads a QMP timestamp object into microseconds since the epoch.
  * Returns 0, or -1 when it is missing, ill-typed (seconds and
  * microseconds must be JSON integers; 1.0 is not), negative, -1/-1

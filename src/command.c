@@ -236,10 +236,10 @@ pair_check(const char *mode, const char **why, void *arg)
 		*why = "another bridge serves this VM's topics too";
 		return TK_CLASH;
 	}
-	if (lp != NULL)	/* served here: read it now, not as last published */
-		(void)peer_set_local(&v->peer, lp->mode, lp->last_mode,
+	if (lp != NULL && v->peer != NULL)	/* served here: read it now */
+		(void)peer_set_local(v->peer, lp->mode, lp->last_mode,
 		    vm_liveness(lp), qmp_ready(lp->q), lp->tk_committed);
-	r = peer_check(&v->peer, mode, why);
+	r = peer_check(v->peer, mode, why);
 	if (!run->force) {
 		v->tk_committed = r == TK_OK;
 		return r;

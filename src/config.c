@@ -205,7 +205,7 @@ parse_qmp(struct cctx *c, const config_setting_t *s, const char *key,
 			return cerr(c, s, key, "\"%s\": socket path longer "
 			    "than %zu bytes", vm->qmp, sizeof(sun.sun_path) - 1);
 		vm->addr = CONFIG_ADDR_UNIX;
-		vm->path = xstrdup(a);
+		vm->path = vm->qmp + 5;
 		return 0;
 	}
 	if (strncmp(a, "tcp:", 4) == 0) {
@@ -474,7 +474,7 @@ parse_vms(struct cctx *c, struct config *cf, const config_setting_t *root)
 			    "vms.name", "\"bridge\" is reserved for the "
 			    "bridge's own topics");
 		if (vm->host == NULL)
-			vm->host = xstrdup(cf->host);
+			vm->host = cf->host;	/* 10 000 copies otherwise */
 		else if (check_name(c, config_setting_get_member(g, "host"),
 		    "vms.host", vm->host) == -1)
 			return -1;
@@ -1102,9 +1102,9 @@ config_free(struct config *cf)
 	for (size_t i = 0; i < cf->nvms; i++) {
 		struct config_vm *vm = &cf->vms[i];
 		free(vm->name);
-		free(vm->host);
+		if (vm->host != cf->host)
+			free(vm->host);
 		free(vm->qmp);
-		free(vm->path);
 		free(vm->tcp_host);
 		free(vm->tcp_port);
 		free(vm->peer_host);

@@ -23,10 +23,11 @@ enum config_auth { CONFIG_AUTH_HMAC, CONFIG_AUTH_ACL };
 
 struct config_vm {
 	char		*name;
-	char		*host;		/* defaults to bridge.host */
+	char		*host;		/* default: the config's host itself
+					   (not a copy: compare pointers) */
 	char		*qmp;		/* as written: unix:/path or tcp:HOST:PORT */
 	enum config_addr addr;
-	char		*path;		/* unix */
+	char		*path;		/* unix: points into qmp, not owned */
 	char		*tcp_host;	/* tcp */
 	char		*tcp_port;	/* tcp */
 	int		 takeover;	/* -1: inherit, 0: off, 1: on */

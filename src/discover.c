@@ -48,7 +48,6 @@ entry_free(struct config_vm *v)
 	free(v->name);
 	free(v->host);
 	free(v->qmp);
-	free(v->path);
 	free(v->peer_host);
 	free(v->peer_vm);
 	free(v);
@@ -96,21 +95,20 @@ entry_new(struct discover *ds, const struct config_discover *d,
 	v->addr = CONFIG_ADDR_UNIX;
 	v->host = strdup(d->host);
 	v->name = expand(d->name, stem);
-	v->path = malloc(plen);
+	v->qmp = malloc(plen + 5);
 	if (d->peer != NULL)
 		peer = expand(d->peer, stem);
 	free(stem);
-	if (v->host == NULL || v->name == NULL || v->path == NULL ||
+	if (v->host == NULL || v->name == NULL || v->qmp == NULL ||
 	    (d->peer != NULL && peer == NULL))
 		goto fail;
-	snprintf(v->path, plen, "%s/%s", strcmp(dir, "/") ? dir : "", file);
+	snprintf(v->qmp, plen + 5, "unix:%s/%s", strcmp(dir, "/") ? dir : "",
+	    file);
+	v->path = v->qmp + 5;
 	if (strlen(v->path) >= 108) {
 		why = "socket path too long";
 		goto fail;
 	}
-	if ((v->qmp = malloc(plen + 5)) == NULL)
-		goto fail;
-	snprintf(v->qmp, plen + 5, "unix:%s", v->path);
 	if ((why = topic_level_check(v->name)) != NULL ||
 	    (strcmp(v->name, "bridge") == 0 && (why = "reserved name")))
 		goto fail;

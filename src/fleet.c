@@ -333,7 +333,8 @@ resubscribe(struct fleet *f)
 static int
 relink(struct fleet *f)
 {
-	size_t nfollow = 0;
+	size_t	nfollow = 0;
+	int	rc = 0;
 
 	for (size_t i = 0; i < f->n; i++) {
 		f->vms[i]->watchers = f->vms[i]->watch_next = NULL;
@@ -351,8 +352,7 @@ relink(struct fleet *f)
 		const struct config_vm	*cv = v->cv;
 
 		if (cv->peer_host == NULL) {
-			if (v->peer.configured)
-				peer_init(&v->peer, 0, 0);
+			(void)vm_set_peer(v, 0, 0);
 			v->local_peer = NULL;
 			continue;
 		}
@@ -361,20 +361,22 @@ relink(struct fleet *f)
 		if (u == v)
 			u = NULL;
 		if (u != NULL) {
-			if (v->local_peer != u)
-				peer_init(&v->peer, 1, 1);
+			if ((v->local_peer != u || v->peer == NULL) &&
+			    vm_set_peer(v, 1, 1) == -1)
+				rc = -1;	/* no view: takeovers refused */
 			v->local_peer = u;
 			v->watch_next = u->watchers;
 			u->watchers = v;
 			continue;
 		}
-		if (v->local_peer != NULL || !v->peer.configured)
-			peer_init(&v->peer, 1, 0);
+		if ((v->local_peer != NULL || v->peer == NULL) &&
+		    vm_set_peer(v, 1, 0) == -1)
+			rc = -1;
 		v->local_peer = NULL;
 		f->remote[f->nremote++] = v;
 		index_add(&f->peers, v, cv->peer_host, cv->peer_vm);
 	}
-	return 0;
+	return rc;
 }
 
 /* --- apply --------------------------------------------------------- */

@@ -216,9 +216,9 @@ peer_json(const struct peer_view *p, const char *host, const char *vm)
 enum tk_reason
 peer_check(const struct peer_view *p, const char *own, const char **why)
 {
-	if (!p->configured) {
-		*why = "no peer configured for this VM: the pair cannot be "
-		    "checked (use force to override)";
+	if (p == NULL || !p->configured) {
+		*why = "no peer configured for this VM (or no memory for its "
+		    "view): the pair cannot be checked (use force to override)";
 		return TK_PEER_UNKNOWN;
 	}
 	if (p->bridge == PEER_BRIDGE_OFFLINE) {

@@ -48,21 +48,19 @@ vm_liveness(const struct vm *v)
 	    QMP_UNREACHABLE);
 }
 
-static void
-copy_enum(char *dst, const char *src)
-{
-	snprintf(dst, VM_ENUM_BUF, "%s", src != NULL ? src : "");
-}
-
-/* Copies an enum into dst; returns 1 if that changed dst. */
+/*
+ * Holds an enum value in *held (see colo_hold); returns 1 if that changed
+ * it.  Out of memory (a value QEMU does not document) leaves it unknown.
+ */
 static int
-set_enum(char *dst, const char *src)
+set_enum(const struct vm *v, char **held, const char *src)
 {
-	char	old[VM_ENUM_BUF];
+	int	r;
 
-	memcpy(old, dst, VM_ENUM_BUF);
-	copy_enum(dst, src);
-	return strcmp(old, dst) != 0;
+	if ((r = colo_hold(held, src)) == -1)
+		log_warnx("%s: out of memory keeping \"%.64s\"", v->cv->name,
+		    src);
+	return r != 0;
 }
 
 static const char *
@@ -85,23 +83,26 @@ hash64(const char *s, size_t len)
 }
 
 /*
- * The last_exit texts live in slots of 256 or 512 bytes carved from
- * 64 KiB chunks (a free list per size, loop thread only), not among the
- * heap's short-lived blocks: 10 000 texts of ~250 bytes scattered between
+ * The last_exit texts live in slots carved from chunks of TEXT_SLOTS
+ * slots (a free list per slot size, loop thread only), not among the
+ * heap's short-lived blocks: 10 000 texts of ~200 bytes scattered between
  * a burst's queued messages would pin every page of it (glibc cannot give
  * back a page holding one live block), and a slot has no per-block
- * overhead.  Longer texts use malloc.  The byte before the text says
- * which (1 + class: slot, 0: malloc); chunks are kept for reuse.
+ * overhead.  Slot sizes go by TEXT_STEP bytes up to TEXT_SLOT_MAX (the
+ * texts of one bridge have about the same length: little is wasted);
+ * longer texts use malloc.  The byte before the text says which (slot
+ * size / TEXT_STEP, 0: malloc); chunks are kept for reuse.
  */
-#define TEXT_CHUNK	65536
-#define TEXT_CLASSES	2
+#define TEXT_STEP	16
+#define TEXT_SLOT_MAX	512
+#define TEXT_CLASSES	(TEXT_SLOT_MAX / TEXT_STEP + 1)	/* [0] unused */
+#define TEXT_SLOTS	64
 
 struct text_chunk {
 	struct text_chunk	*next;
 	char			 slots[];
 };
 
-static const size_t	 text_slot[TEXT_CLASSES] = { 256, 512 };
 static struct text_chunk *text_chunks;			/* reachable */
 static char		*text_free[TEXT_CLASSES];	/* free slots */
 
@@ -109,27 +110,27 @@ static char *
 text_dup(const char *s, size_t len)
 {
 	char	*p;
-	int	 k;
+	size_t	 k = (len + 2 + TEXT_STEP - 1) / TEXT_STEP;
 
-	for (k = 0; k < TEXT_CLASSES && len + 2 > text_slot[k]; k++)
-		;
 	if (k < TEXT_CLASSES) {
+		size_t slot = k * TEXT_STEP;
+
 		if (text_free[k] == NULL) {
-			struct text_chunk *c = malloc(sizeof(*c) + TEXT_CHUNK);
+			struct text_chunk *c = malloc(sizeof(*c) +
+			    TEXT_SLOTS * slot);
 			if (c == NULL)
 				return NULL;
 			c->next = text_chunks;
 			text_chunks = c;
-			for (size_t i = 0; i + text_slot[k] <= TEXT_CHUNK;
-			    i += text_slot[k]) {
-				memcpy(c->slots + i, &text_free[k],
+			for (size_t i = 0; i < TEXT_SLOTS; i++) {
+				memcpy(c->slots + i * slot, &text_free[k],
 				    sizeof(char *));
-				text_free[k] = c->slots + i;
+				text_free[k] = c->slots + i * slot;
 			}
 		}
 		p = text_free[k];
 		memcpy(&text_free[k], p, sizeof(char *));
-		p[0] = (char)(1 + k);
+		p[0] = (char)k;
 	} else {
 		if ((p = malloc(len + 2)) == NULL)
 			return NULL;
@@ -153,7 +154,7 @@ text_release(char *t)
 		free(p);
 		return;
 	}
-	k = p[0] - 1;
+	k = p[0];
 	memcpy(p, &text_free[k], sizeof(char *));
 	text_free[k] = p;
 }
@@ -231,7 +232,7 @@ publish_state(struct vm *v, int force)
 	st.bridge = v->env->cf->bridge_id;
 	st.instance = v->env->instance;
 	st.started_us = v->env->started_us;
-	peer = v->cv->peer_host != NULL ? peer_json(&v->peer, v->cv->peer_host,
+	peer = v->peer != NULL ? peer_json(v->peer, v->cv->peer_host,
 	    v->cv->peer_vm) : NULL;
 	st.peer = peer;
 	o = colo_state_json(&st);
@@ -263,8 +264,9 @@ publish_state(struct vm *v, int force)
 	}
 	json_object_put(o);
 	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)
-		if (peer_set_local(&w->peer, v->mode, v->last_mode,
-		    vm_liveness(v), st.connected, v->tk_committed))
+		if (w->peer != NULL && peer_set_local(w->peer, v->mode,
+		    v->last_mode, vm_liveness(v), st.connected,
+		    v->tk_committed))
 			publish_state(w, 0);
 }
 
@@ -301,9 +303,9 @@ save(struct vm *v, int sync)
 	if (env->cf->state_dir == NULL)
 		return 0;
 	memset(&st, 0, sizeof(st));
-	memcpy(st.mode, v->mode, VM_ENUM_BUF);
-	memcpy(st.last_mode, v->last_mode, VM_ENUM_BUF);
-	memcpy(st.reason, v->reason, VM_ENUM_BUF);
+	snprintf(st.mode, sizeof(st.mode), "%s", v->mode);
+	snprintf(st.last_mode, sizeof(st.last_mode), "%s", v->last_mode);
+	snprintf(st.reason, sizeof(st.reason), "%s", v->reason);
 	st.exited = v->exited;
 	st.seq_reserved = v->seq_reserved;
 	st.last_exit = raw_json(v->last_exit);
@@ -493,8 +495,8 @@ reconcile(struct vm *v, const struct colo_status *cs, int now)
 	if (v->recon == NULL &&
 	    (v->recon = loop_timer_new(v->env->loop, recon_tick, v)) == NULL)
 		return;
-	copy_enum(v->recon_mode, mode);
-	copy_enum(v->recon_reason, cs->reason);
+	(void)set_enum(v, &v->recon_mode, mode);
+	(void)set_enum(v, &v->recon_reason, cs->reason);
 	v->recon_exits = v->exits;
 	loop_timer_arm(v->recon, RECONCILE_GRACE_MS);
 }
@@ -539,9 +541,9 @@ status_reply(struct qmp *q, json_object *reply, void *arg)
 		}
 		changed |= v->colo_status != 1;
 		v->colo_status = 1;
-		changed |= set_enum(v->mode, cs.mode);
-		changed |= set_enum(v->last_mode, cs.last_mode);
-		changed |= set_enum(v->reason, cs.reason);
+		changed |= set_enum(v, &v->mode, cs.mode);
+		changed |= set_enum(v, &v->last_mode, cs.last_mode);
+		changed |= set_enum(v, &v->reason, cs.reason);
 	} else {
 		log_warnx("%s: query-colo-status: unexpected reply", v->cv->name);
 		v->env->malformed++;
@@ -784,9 +786,11 @@ on_colo_exit(struct vm *v, json_object *ev, int reconciled)
 	}
 	if (v->colo_status == 0) {
 		/* No query-colo-status: the event is all we know. */
-		v->mode[0] = '\0';
-		copy_enum(v->last_mode, mode ? json_object_get_string(mode) : "");
-		copy_enum(v->reason, reason ? json_object_get_string(reason) : "");
+		(void)set_enum(v, &v->mode, "");
+		(void)set_enum(v, &v->last_mode,
+		    mode ? json_object_get_string(mode) : "");
+		(void)set_enum(v, &v->reason,
+		    reason ? json_object_get_string(reason) : "");
 	}
 	json_object_put(out);
 	refresh_later(v);	/* the exit changed the COLO state */
@@ -889,7 +893,12 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 	v->env = env;
 	v->cv = cv;
 	v->colo_status = -1;
-	peer_init(&v->peer, cv->peer_host != NULL, 0);
+	v->mode = v->last_mode = v->reason = NULL;
+	if (colo_hold(&v->mode, "") == -1 ||
+	    colo_hold(&v->last_mode, "") == -1 ||
+	    colo_hold(&v->reason, "") == -1 ||
+	    vm_set_peer(v, cv->peer_host != NULL, 0) == -1)
+		return -1;
 	if (crash_after == -1) {
 		const char *c = getenv("QMP2MQTT_TEST_CRASH_AFTER");
 		crash_after = c == NULL ? CRASH_NONE :
@@ -899,10 +908,15 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 	if (cf->state_dir != NULL) {
 		struct vmstate st;
 		int r = vmstate_load(cf->state_dir, cv->host, cv->name, &st);
+		if (r == 0 && (colo_hold(&v->mode, st.mode) == -1 ||
+		    colo_hold(&v->last_mode, st.last_mode) == -1 ||
+		    colo_hold(&v->reason, st.reason) == -1)) {
+			vmstate_clear(&st);
+			log_warnx("%s: out of memory loading its state",
+			    cv->name);
+			return -1;
+		}
 		if (r == 0) {
-			memcpy(v->mode, st.mode, VM_ENUM_BUF);
-			memcpy(v->last_mode, st.last_mode, VM_ENUM_BUF);
-			memcpy(v->reason, st.reason, VM_ENUM_BUF);
 			v->exited = st.exited;
 			v->seq = v->seq_reserved = st.seq_reserved;
 			v->last_exit = json_text(st.last_exit);
@@ -969,14 +983,34 @@ same_str(const char *a, const char *b)
 }
 
 int
+vm_set_peer(struct vm *v, int configured, int local)
+{
+	if (!configured) {
+		free(v->peer);
+		v->peer = NULL;
+		return 0;
+	}
+	if (v->peer == NULL && (v->peer = malloc(sizeof(*v->peer))) == NULL) {
+		log_warnx("%s/%s: out of memory for the view of its peer",
+		    v->cv->host, v->cv->name);
+		return -1;
+	}
+	peer_init(v->peer, 1, local);
+	return 0;
+}
+
+int
 vm_reconfigure(struct vm *v, const struct config_vm *cv)
 {
 	char	 t[TOPIC_MAX], *p;
 
 	if (!same_str(v->cv->peer_host, cv->peer_host) ||
 	    !same_str(v->cv->peer_vm, cv->peer_vm)) {
-		peer_init(&v->peer, cv->peer_host != NULL, 0);
 		v->local_peer = NULL;
+		if (vm_set_peer(v, cv->peer_host != NULL, 0) == -1) {
+			v->cv = cv;	/* no view: takeovers are refused */
+			return -1;
+		}
 	}
 	v->cv = cv;
 	if (topic_build(t, sizeof(t), v->env->cf->base_topic, cv->host,
@@ -1026,6 +1060,13 @@ vm_cleanup(struct vm *v)
 	loop_timer_free(v->poll);
 	loop_timer_free(v->recon);
 	text_release(v->last_exit);
+	colo_release(&v->mode);
+	colo_release(&v->last_mode);
+	colo_release(&v->reason);
+	colo_release(&v->recon_mode);
+	colo_release(&v->recon_reason);
+	free(v->peer);
+	v->peer = NULL;
 	v->prefix = NULL;
 	v->q = NULL;
 	v->poll = v->recon = NULL;

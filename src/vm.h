@@ -28,7 +28,6 @@ struct mqtt;
 struct cmd_run;
 struct vm;
 
-#define VM_ENUM_BUF	(COLO_ENUM_MAX + 1)
 #define VM_INSTANCE_LEN	16		/* hex digits of an instance id */
 
 struct vm_env {
@@ -60,9 +59,10 @@ struct vm {
 	char			*prefix;	/* "<base>/<host>/<vm>/" */
 	uint64_t		 seq;
 	char			 qemu[32];
-	char			 mode[VM_ENUM_BUF];	/* "" = unknown */
-	char			 last_mode[VM_ENUM_BUF];
-	char			 reason[VM_ENUM_BUF];
+	/* Held enum values (colo_hold(): "" = unknown, never NULL). */
+	char			*mode;
+	char			*last_mode;
+	char			*reason;
 	int			 colo_status;	/* -1 unknown, 0 unsupported, 1 ok */
 	int64_t			 updated_us;
 	uint64_t		 state_hash;	/* of the last state published */
@@ -81,15 +81,15 @@ struct vm {
 	int			 reconcile;	/* compare at the next status read */
 	struct loop_timer	*recon;		/* grace before reconciling */
 	uint64_t		 recon_exits;	/* exits when it was armed */
-	char			 recon_mode[VM_ENUM_BUF];
-	char			 recon_reason[VM_ENUM_BUF];
+	char			*recon_mode;	/* held, NULL until armed */
+	char			*recon_reason;
 	uint64_t		 seq_reserved;	/* persisted seq upper bound */
 	int			 seq_stale;	/* ceiling not saved: time seqs */
 	uint64_t		 stale_try_ms;	/* last save tried meanwhile */
 	int			 save_failed;	/* the last state save failed */
 
-	/* The pair. */
-	struct peer_view	 peer;
+	/* The pair; most VMs have none. */
+	struct peer_view	*peer;		/* NULL: no peer configured */
 	struct vm		*local_peer;	/* when this bridge serves it */
 	struct vm		*watchers;	/* VMs whose local peer this is */
 	struct vm		*watch_next;
@@ -118,6 +118,12 @@ struct vm {
  */
 int		 vm_init(struct vm *, struct vm_env *, const struct config_vm *,
 		    uint64_t seed);
+/*
+ * Gives v a pair view of a peer served here (local) or elsewhere, fresh,
+ * or none (configured 0: the view is freed).  0, or -1 (out of memory,
+ * logged: v keeps no view).
+ */
+int		 vm_set_peer(struct vm *, int configured, int local);
 /* Starts connecting; the first status poll runs after first_poll_ms. */
 void		 vm_start(struct vm *, uint64_t first_poll_ms);
 void		 vm_cleanup(struct vm *);

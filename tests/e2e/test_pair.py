@@ -9,6 +9,9 @@
   - no peer configured: peer_unknown; force overrides it (logged) but
     never the other checks (a forced request for a VM not in COLO is
     still not_in_colo);
+  - a VM given a peer (served here) by a reload, then none again: its
+    state shows the peer then null, its takeovers follow the pair rules
+    then are peer_unknown (the pair view is allocated on demand);
   - two bridges publishing the same <host>/<vm> (same bridge.host, same
     VM name, each its own QEMU): the one started second logs the clash,
     counts it, refuses takeovers for that VM ("clash"); a request then
@@ -95,6 +98,51 @@ def test_one_bridge_both_halves(ctx):
     check_eq(by.get("not_in_colo"), 1, "stats not_in_colo")
 
 
+def test_peer_by_reload(ctx):
+    from test_reload import config_text, reload
+    broker = ctx.mosquitto()
+    sim = ctx.sim(2)                       # vm1 primary, vm2 secondary
+    sim.cmd("state vm2 secondary none none")
+    sub = ctx.subscriber(broker.port)
+    keyfile, key = write_key(ctx)
+    tk = {"enabled": True, "key_file": keyfile, "min_interval_s": 0}
+    vms = [{"name": n, "qmp": a} for n, a in sim.vms()]
+    d = takeover_daemon(ctx, vms, broker.port, tk)
+    sim.wait_ready(2, 20)
+    wait_subscribed(broker, d)
+    check(sub.wait_json(h.state_topic("vm2"), lambda s: "peer" in s, 10,
+                        "vm2 state").json()["peer"] is None,
+          "vm2 without peer shows peer null")
+    ops = Client(ctx, broker.port)
+
+    def takeover(what):
+        r = request(key, "vm2")
+        m = sub.mark(result_topic("vm2"))
+        ops.publish(cmd_topic("vm2"), enc(r))
+        res = result(sub, "vm2", r["id"], m)
+        h.log("%s: %r" % (what, res))
+        return res["reason"]
+
+    check_eq(takeover("no peer"), "peer_unknown", "vm2 without peer")
+    vms[1]["peer"] = h.HOST + "/vm1"
+    text = config_text(d, broker.port, vms) + \
+        "takeover = %s;\n" % h._cfg_value(tk)
+    check("applied" in reload(d, text, "peer added"), "reload not applied")
+    st = sub.wait_json(h.state_topic("vm2"), lambda s: (s.get("peer") or {})
+                       .get("mode") == "primary", 10, "vm2's peer primary")
+    check_eq(st.json()["peer"]["vm"], "vm1", "vm2's peer")
+    check_eq(takeover("local peer alive"), "peer_alive",
+             "vm2 with its primary alive")
+    del vms[1]["peer"]
+    text = config_text(d, broker.port, vms) + \
+        "takeover = %s;\n" % h._cfg_value(tk)
+    check("applied" in reload(d, text, "peer removed"), "reload not applied")
+    sub.wait_json(h.state_topic("vm2"), lambda s: "peer" in s and
+                  s["peer"] is None, 10, "vm2's peer gone")
+    check_eq(takeover("peer removed"), "peer_unknown", "vm2 without peer")
+    check_eq(sim.count("vm2")["heartbeats"], 0, "heartbeats of vm2")
+
+
 def test_clash(ctx):
     broker = ctx.mosquitto()
     sim_a = ctx.sim(1, name="simA")
@@ -156,4 +204,4 @@ def test_clash(ctx):
 
 
 if __name__ == "__main__":
-    h.main(test_one_bridge_both_halves, test_clash)
+    h.main(test_one_bridge_both_halves, test_peer_by_reload, test_clash)

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -767,6 +768,67 @@ test_state_last_exit(void **state)
 	json_object_put(o);
 }
 
+/*
+ * colo_hold copies values QEMU does not document with strndup: this one
+ * fails on demand (the executable's definition wins over libc's).
+ */
+static int	fail_strndup;
+
+char *
+strndup(const char *s, size_t n)
+{
+	size_t	 len = strnlen(s, n);
+	char	*p;
+
+	if (fail_strndup || (p = malloc(len + 1)) == NULL)
+		return NULL;
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+static void
+test_hold(void **state)
+{
+	char	*a = NULL, *b = NULL, *c = NULL;
+	char	 big[COLO_ENUM_MAX + 10];
+
+	/* Documented values are shared, not copied. */
+	assert_int_equal(colo_hold(&a, "primary"), 1);
+	assert_int_equal(colo_hold(&b, "primary"), 1);
+	assert_ptr_equal(a, b);
+	assert_int_equal(colo_hold(&a, "primary"), 0);
+	assert_int_equal(colo_hold(&b, NULL), 1);
+	assert_string_equal(b, "");
+	assert_int_equal(colo_hold(&b, ""), 0);
+	/* Others are copies, kept verbatim up to COLO_ENUM_MAX bytes. */
+	assert_int_equal(colo_hold(&a, "colo-new"), 1);
+	assert_int_equal(colo_hold(&c, "colo-new"), 1);
+	assert_ptr_not_equal(a, c);
+	assert_string_equal(a, "colo-new");
+	assert_int_equal(colo_hold(&a, "colo-new"), 0);
+	assert_int_equal(colo_hold(&a, "colo-newer"), 1);
+	assert_string_equal(a, "colo-newer");
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(colo_hold(&c, big), 1);
+	assert_int_equal(strlen(c), COLO_ENUM_MAX);
+	assert_int_equal(colo_hold(&c, big), 0);
+	/* Out of memory: unknown (""), what was owned is freed. */
+	fail_strndup = 1;
+	assert_int_equal(colo_hold(&a, "colo-other"), -1);
+	assert_string_equal(a, "");
+	assert_int_equal(colo_hold(&a, "none"), 1);	/* no copy needed */
+	assert_string_equal(a, "none");
+	fail_strndup = 0;
+	colo_release(&a);
+	colo_release(&b);
+	colo_release(&c);
+	assert_null(a);
+	assert_null(c);
+	colo_release(&a);	/* NULL: no-op */
+}
+
 int
 main(void)
 {
@@ -781,6 +843,7 @@ main(void)
 		cmocka_unit_test(test_parse_status),
 		cmocka_unit_test(test_state_json),
 		cmocka_unit_test(test_state_last_exit),
+		cmocka_unit_test(test_hold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,8 +76,11 @@ test_minimal_defaults(void **state)
 	assert_int_equal(cf->nuris, 1);
 	assert_int_equal(cf->nvms, 1);
 	assert_string_equal(cf->vms[0].host, hn);
+	/* No copies per VM: the bridge's host, the path within qmp. */
+	assert_ptr_equal(cf->vms[0].host, cf->host);
 	assert_int_equal(cf->vms[0].addr, CONFIG_ADDR_UNIX);
 	assert_string_equal(cf->vms[0].path, "/run/vm1.qmp");
+	assert_ptr_equal(cf->vms[0].path, cf->vms[0].qmp + 5);
 	assert_int_equal(cf->takeover.enabled, 0);
 	assert_int_equal(config_vm_takeover(cf, &cf->vms[0]), 0);
 	assert_non_null(strstr(cf->client_id, hn));

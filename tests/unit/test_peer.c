@@ -144,6 +144,16 @@ test_local(void **state)
 	assert_int_equal(peer_check(&p, "secondary", &why), TK_OK);
 }
 
+/* No view (a VM without peer, or no memory for it): unknown. */
+static void
+test_no_view(void **state)
+{
+	const char	*why = NULL;
+
+	assert_int_equal(peer_check(NULL, "secondary", &why), TK_PEER_UNKNOWN);
+	assert_non_null(why);
+}
+
 /* What is not understood changes nothing; empty payloads forget. */
 static void
 test_parse(void **state)
@@ -213,6 +223,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_local),
+		cmocka_unit_test(test_no_view),
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_json),
 	};
