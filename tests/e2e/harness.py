@@ -581,6 +581,34 @@ class Daemon:
         return [(self.name, self.logpath)]
 
 
+class TracingDaemon(Daemon):
+    """Daemon run with -vv: every QMP frame it reads is logged before it is
+    handled (COLO_EXIT info lines are rate-limited, this trace is not), so
+    colo_exits_read() tells which simulator events it had read by a given
+    moment."""
+
+    def start(self):
+        self.proc = Proc(self.name, [DAEMON_BIN, "-c", self.conf, "-vv"],
+                         self.logpath, cwd=self.dir)
+        log("%s started with -vv (pid %d)" % (self.name, self.proc.pid))
+        return self
+
+
+_TRACE_RE = re.compile(r" (\S+): <- \{\"timestamp\": \{\"seconds\": (\d+), "
+                       r"\"microseconds\": (\d+)\}, \"event\": \"COLO_EXIT\"")
+
+
+def colo_exits_read(daemon, names):
+    """{vm: set of simulator k} of the COLO_EXIT events a TracingDaemon had
+    read from QMP when its log was read (now)."""
+    read = {n: set() for n in names}
+    for m in _TRACE_RE.finditer(daemon.log_text()):
+        if m.group(1) in read:
+            read[m.group(1)].add(int(m.group(2)) * 1000000 +
+                                 int(m.group(3)) - SIM_EPOCH_US)
+    return read
+
+
 def run_daemon(args, timeout=15.0, cwd=None):
     """Runs the daemon to completion: (rc, stdout, stderr)."""
     require_daemon()
