@@ -47,6 +47,16 @@ SANITIZED = os.path.basename(BUILD.rstrip("/")) == "san"
 SLOW = 3.0 if SANITIZED else 1.0
 
 QEMU_BIN = os.environ.get("QEMU", "qemu-system-x86_64")
+# A QEMU pair's start (exec until both monitors answer, then the migration
+# into COLO), one budget for the whole of it.  QEMU 7.2 greets on a -qmp
+# socket from its monitor I/O thread as soon as the socket exists, but runs
+# commands (qmp_capabilities too) only once its main thread has finished
+# initialising and entered the main loop.  That start is ~50 ms of CPU on
+# an idle machine and stretches a hundredfold under CPU contention
+# (measured on this 2-core machine: up to 4.6 s with 4 busy loops, 6.8 s
+# with 10; a loaded `make test` once waited > 10 s for qmp_capabilities).
+# Generous, but bounded: a QEMU that exits fails the start at once.
+QEMU_START_S = 60.0
 MOSQUITTO_BIN = os.environ.get("MOSQUITTO", "mosquitto")
 
 SIM_EPOCH_US = 1700000000000000   # simulator: event k has time_us EPOCH + k
@@ -581,6 +591,60 @@ class Daemon:
         return [(self.name, self.logpath)]
 
 
+class TracingDaemon(Daemon):
+    """Daemon run with -vv: every QMP frame it reads is logged before it is
+    handled (COLO_EXIT info lines are rate-limited, this trace is not), so
+    colo_exits_read() tells which simulator events it had read by a given
+    moment."""
+
+    def start(self):
+        self.proc = Proc(self.name, [DAEMON_BIN, "-c", self.conf, "-vv"],
+                         self.logpath, cwd=self.dir)
+        log("%s started with -vv (pid %d)" % (self.name, self.proc.pid))
+        return self
+
+
+_TRACE_RE = re.compile(r" (\S+): <- \{\"timestamp\": \{\"seconds\": (\d+), "
+                       r"\"microseconds\": (\d+)\}, \"event\": \"COLO_EXIT\"")
+
+
+class ColoExitTrace:
+    """The COLO_EXIT events a TracingDaemon had read from QMP by the time
+    update() is called: {vm: set of simulator k} in .read.  Reads only what
+    the log gained since the previous update (cheap enough to call while a
+    broker is down)."""
+
+    def __init__(self, daemon, names):
+        self.path = daemon.logpath
+        self.read = {n: set() for n in names}
+        self.offset = 0
+        self.rest = b""
+
+    def update(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return self.read
+        self.offset += len(data)
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1        # a partial last line: next time
+        self.rest = data[cut:]
+        text = data[:cut].decode("utf-8", "replace")
+        for m in _TRACE_RE.finditer(text):
+            if m.group(1) in self.read:
+                self.read[m.group(1)].add(int(m.group(2)) * 1000000 +
+                                          int(m.group(3)) - SIM_EPOCH_US)
+        return self.read
+
+
+def colo_exits_read(daemon, names):
+    """{vm: set of simulator k} of the COLO_EXIT events a TracingDaemon had
+    read from QMP when its log was read (now)."""
+    return ColoExitTrace(daemon, names).update()
+
+
 def run_daemon(args, timeout=15.0, cwd=None):
     """Runs the daemon to completion: (rc, stdout, stderr)."""
     require_daemon()
@@ -860,7 +924,10 @@ class QMPClient:
     """The test's own QMP monitor: negotiates, runs commands (replies matched
     by id, events kept apart by shape), collects events."""
 
-    def __init__(self, path, timeout=10.0, name=None):
+    def __init__(self, path, timeout=10.0, name=None, proc=None):
+        """Connects, waits for the greeting and negotiates, all within
+        timeout (x SLOW); proc: the Proc serving the socket, whose exit
+        fails the wait at once."""
         self.path = path
         self.name = name or os.path.basename(path)
         self.cond = threading.Condition()
@@ -871,8 +938,13 @@ class QMPClient:
         self.closed = False
         self.nextid = 0
         self.wlock = threading.Lock()
+        end = time.monotonic() + timeout * SLOW
         s = None
         for _ in deadline_loop(timeout * SLOW, 0.02):
+            if proc is not None and not proc.alive():
+                fail("%s exited (%s) before its QMP socket %s accepted; "
+                     "stderr: %s" % (proc.name, proc.returncode, path,
+                                     "".join(tail_file(proc.logpath))))
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(path)
@@ -881,18 +953,21 @@ class QMPClient:
                 s.close()
                 s = None
         if s is None:
-            fail("cannot connect to QMP socket %s" % path)
+            fail("cannot connect to QMP socket %s within %.1fs" %
+                 (path, timeout * SLOW))
         self.s = s
         self.t = threading.Thread(target=self._reader, daemon=True)
         self.t.start()
-        end = time.monotonic() + timeout * SLOW
         with self.cond:
             while self.greeting is None:
                 left = end - time.monotonic()
                 if left <= 0 or self.closed:
-                    fail("no QMP greeting on %s" % path)
+                    fail("no QMP greeting on %s within %.1fs%s" %
+                         (path, timeout * SLOW,
+                          " (closed)" if self.closed else ""))
                 self.cond.wait(left)
-        self.cmd("qmp_capabilities", timeout=timeout)
+        self.cmd("qmp_capabilities",
+                 timeout=max(0.0, end - time.monotonic()) / SLOW)
 
     def _reader(self):
         dec = json.JSONDecoder()
@@ -961,7 +1036,7 @@ class QMPClient:
                 left = end - time.monotonic()
                 if left <= 0:
                     fail("QMP %s: no reply to %s within %.1fs" %
-                         (self.name, name, timeout))
+                         (self.name, name, timeout * SLOW))
                 self.cond.wait(left)
             r = self.replies.pop(cid)
         if "error" in r:
@@ -1043,7 +1118,14 @@ class QemuPair:
                  "-qmp", "unix:%s,server=on,wait=off" % test,
                  "-qmp", "unix:%s,server=on,wait=off" % bridge] + extra)
 
-    def start(self, timeout=20.0):
+    def start(self, timeout=QEMU_START_S):
+        """Starts both QEMUs and migrates them into COLO, all within
+        timeout (x SLOW): see QEMU_START_S."""
+        t0 = time.monotonic()
+        end = t0 + timeout * SLOW
+
+        def left():
+            return max(0.0, end - time.monotonic()) / SLOW
         self.port = free_port()
         self.sec = Proc("qemu-sec", self._argv(
             "sec", ["-incoming", "tcp:127.0.0.1:%d" % self.port]),
@@ -1052,8 +1134,12 @@ class QemuPair:
                         os.path.join(self.dir, "pri.stderr"))
         log("QEMU pair: primary pid %d, secondary pid %d" %
             (self.pri.pid, self.sec.pid))
-        self.sec_mon = QMPClient(self.sec_test, name="sec-test")
-        self.pri_mon = QMPClient(self.pri_test, name="pri-test")
+        self.sec_mon = QMPClient(self.sec_test, timeout=left(),
+                                 name="sec-test", proc=self.sec)
+        self.pri_mon = QMPClient(self.pri_test, timeout=left(),
+                                 name="pri-test", proc=self.pri)
+        log("QEMU pair: both monitors negotiated after %.2fs" %
+            (time.monotonic() - t0))
         caps = {"capabilities": [{"capability": "x-colo", "state": True}]}
         self.sec_mon.cmd("migrate-set-capabilities", caps)
         self.pri_mon.cmd("migrate-set-capabilities", caps)
@@ -1061,7 +1147,7 @@ class QemuPair:
                          {"x-checkpoint-delay": self.delay})
         self.pri_mon.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % self.port})
         status = None
-        for _ in deadline_loop(timeout * SLOW, 0.02):
+        for _ in deadline_loop(left() * SLOW, 0.02):
             status = self.pri_mon.cmd("query-migrate").get("status")
             if status == "colo":
                 break
@@ -1076,7 +1162,7 @@ class QemuPair:
                   "".join(tail_file(self.sec.logpath))))
         # The secondary may report COLO a moment after the primary does.
         p = s = None
-        for _ in deadline_loop(timeout * SLOW, 0.02):
+        for _ in deadline_loop(left() * SLOW, 0.02):
             p = self.pri_mon.cmd("query-colo-status")
             s = self.sec_mon.cmd("query-colo-status")
             if p.get("mode") == "primary" and s.get("mode") == "secondary":
@@ -1084,7 +1170,8 @@ class QemuPair:
         check_eq(p.get("mode"), "primary", "primary query-colo-status mode")
         check_eq(s.get("mode"), "secondary",
                  "secondary query-colo-status mode")
-        log("QEMU pair in COLO (port %d)" % self.port)
+        log("QEMU pair in COLO (port %d) after %.2fs" %
+            (self.port, time.monotonic() - t0))
         return self
 
     @property

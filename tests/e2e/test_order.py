@@ -18,11 +18,33 @@ own resend of older ones: ..., 291, 315, 316, 292, ...)
 (a) test_order_sigterm: 6 SIGTERM restarts (the broker saves its database
     and the session): in order, and nothing lost (every k = 1..PER_VM).
 (b) test_order_kill9: alternating kill -9 and SIGTERM, 6 restarts: in
-    order; a kill -9 may lose messages the broker had acknowledged but not
-    delivered (lost inside the broker, see test_reliability_broker.py), so
-    completeness is asserted on the bridge side: dropped 0, events_out all,
-    nothing buffered or in flight, and every event read after the last
-    kill arrives.
+    order, and nothing lost that a kill -9 cannot have taken.
+    mosquitto (2.0.11) keeps its queues in memory and, with
+    autosave_interval 0, writes its database only on a clean stop; after a
+    kill -9 it restarts from the database of the previous SIGTERM.  The
+    messages it had acknowledged to the bridge (PUBACK) but not yet got
+    acknowledged by the subscriber are gone, however long the subscriber
+    lags: lost inside the broker, not by the bridge.  A slow subscriber on
+    a loaded machine lags thousands of messages (seen: 2 894 and 2 294
+    unacknowledged at two kills, 5 000+ events lost in one run), so no
+    count of distinct events received is guaranteed, and neither is any
+    VM's last event (it may be in the backlog of a kill).  What the bridge
+    does guarantee, and what is asserted:
+      - every event it read from QMP reaches a broker that acknowledged
+        it: stats dropped 0, events_out all, nothing buffered or in flight;
+      - the only events allowed to be missing are those of a kill window:
+        read by the bridge (its -vv QMP trace, read right after the kill)
+        and not yet received by the subscriber (its copies, taken right
+        before the kill).  Every other event must arrive: an event the
+        bridge read after a kill, or lost while the broker was cleanly
+        stopped, fails the test;
+      - in order, as above (a kill -9 also makes the broker resend the
+        stale in-flight messages of its old database: duplicates).
+    The restarts are paced by the stream position the subscriber sees
+    (per VM the highest k received, summed), which losses inside the broker
+    cannot hold back, not by the number of distinct events received (which
+    they can: the 6th restart then waited for events that no longer
+    existed).
 """
 # TIMEOUT = 300
 
@@ -44,10 +66,12 @@ DOWN_S = 0.2                # scenario: how long the broker stays down
 class Stream:
     """`burst all PER_VM RATE` on a thread of its own."""
 
-    def __init__(self, sim):
+    def __init__(self, sim, sub):
         self.sim = sim
+        self.sub = sub
         self.answer = None
         self.error = None
+        self.done = False
         self.th = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -56,6 +80,10 @@ class Stream:
                                        timeout=120, check_ok=False)
         except BaseException as e:      # reported by the main thread
             self.error = e
+        finally:
+            with self.sub.cond:         # wakes a wait on the stream's end
+                self.done = True
+                self.sub.cond.notify_all()
 
     def start(self):
         self.th.start()
@@ -68,7 +96,7 @@ class Stream:
         check_eq(self.answer, "ok burst", "simulator's answer to the burst")
 
 
-def setup(ctx, broker):
+def setup(ctx, broker, cls):
     cid = "e2e-order-%d-%s" % (os.getpid(), ctx.name)
     sub = h.Subscriber(ctx, broker.port, session=True, client_id=cid)
     sub.start()
@@ -80,29 +108,42 @@ def setup(ctx, broker):
     check(sub.session_present, "session not saved by the clean restart")
     sim = ctx.sim(NVMS)
     names = [sim.vm(i) for i in range(1, NVMS + 1)]
-    daemon = h.Daemon(ctx, vms=sim.vms(), port=broker.port).start()
+    daemon = cls(ctx, vms=sim.vms(), port=broker.port).start()
     sim.wait_ready(NVMS, timeout=20)
     h.wait_online(sub, names, 20)
     return sub, sim, names, daemon
 
 
 class Progress:
-    """Distinct events received, updated incrementally."""
+    """Per VM the distinct k received and the highest one, updated
+    incrementally (call under the subscriber's lock, e.g. in a wait)."""
 
-    def __init__(self):
+    def __init__(self, names):
         self.i = 0
-        self.seen = set()
-        self.finished = set()   # topics whose last event (k PER_VM) came
+        self.ks = {h.event_topic(n): set() for n in names}
+        self.top = {t: 0 for t in self.ks}
+        self.position = 0       # sum over VMs of the highest k received
 
     def update(self, s):
         while self.i < len(s.msgs):
             m = s.msgs[self.i]
             self.i += 1
-            if "/event/" in m.topic:
-                self.seen.add((m.topic, m.payload))
-                if h.sim_k(m.json()) == PER_VM:
-                    self.finished.add(m.topic)
-        return len(self.seen)
+            if m.topic in self.ks:
+                k = h.sim_k(m.json())
+                self.ks[m.topic].add(k)
+                if k > self.top[m.topic]:
+                    self.position += k - self.top[m.topic]
+                    self.top[m.topic] = k
+        return self
+
+    def distinct(self):
+        return sum(len(v) for v in self.ks.values())
+
+    def snapshot(self, sub, names):
+        """{vm: set of k} received so far."""
+        with sub.cond:
+            self.update(sub)
+            return {n: set(self.ks[h.event_topic(n)]) for n in names}
 
 
 def analyse(sub, daemon, names):
@@ -147,22 +188,38 @@ def final_stats(sub, daemon, what):
 
 def run(ctx, kills):
     broker = ctx.mosquitto(persistence=True)
-    sub, sim, names, daemon = setup(ctx, broker)
-    pr = Progress()
-    stream = Stream(sim).start()
+    sub, sim, names, daemon = setup(ctx, broker,
+                                    h.TracingDaemon if kills else h.Daemon)
+    pr = Progress(names)
+    window = {n: set() for n in names}  # may be lost inside a killed broker
+    trace = h.ColoExitTrace(daemon, names) if kills else None
+    stream = Stream(sim, sub).start()
     gap = TOTAL // (RESTARTS + 2)
     for i in range(1, RESTARTS + 1):
-        sub.wait(lambda s: pr.update(s) >= gap * i, 60,
-                 "stream progress before restart %d" % i)
+        # Restart number i once the stream got ~i/8 of the way (or ended).
+        sub.wait(lambda s: pr.update(s).position >= gap * i or stream.done,
+                 60, "stream position %d before restart %d" % (gap * i, i))
         kill = kills and i % 2 == 1
-        h.log("broker restart %d/%d (%s) at %d distinct events" %
-              (i, RESTARTS, "kill -9" if kill else "SIGTERM", len(pr.seen)))
+        h.log("broker restart %d/%d (%s) at stream position %d, %d distinct "
+              "events%s" % (i, RESTARTS, "kill -9" if kill else "SIGTERM",
+                            pr.position, pr.distinct(),
+                            " (the stream has ended)" if stream.done else ""))
         c0 = sub.connects
         if kill:
+            before = pr.snapshot(sub, names)
             broker.kill()
+            t0 = time.monotonic()
+            # The killed broker can have acknowledged only events the
+            # bridge had read by now (traced before they are handled).
+            read = trace.update()
+            for n in names:
+                window[n] |= read[n] - before[n]
         else:
             check_eq(broker.stop(), 0, "mosquitto exit code on SIGTERM")
-        time.sleep(DOWN_S)          # scenario: the broker stays down
+            t0 = time.monotonic()
+        # scenario: the broker stays down DOWN_S (reading the trace
+        # included)
+        time.sleep(max(0.0, DOWN_S - (time.monotonic() - t0)))
         daemon.check_alive()
         broker.start()
         sub.wait(lambda s: s.connects > c0 and s.connected, 15,
@@ -173,23 +230,36 @@ def run(ctx, kills):
     t = final_stats(sub, daemon, "after %d restarts" % RESTARTS)
     check(t["mqtt_connects"] >= 2, "bridge mqtt_connects %d: did it "
           "reconnect at all?" % t["mqtt_connects"])
-    if not kills:
-        sub.wait(lambda s: pr.update(s) >= TOTAL, 60, "every event")
-    else:
-        # The stream ran on after the last kill: its tail must arrive.
-        sub.wait(lambda s: pr.update(s) >= 0 and
-                 len(pr.finished) == NVMS, 60, "every VM's last event")
+    every = set(range(1, PER_VM + 1))
+    must = {n: every - window[n] for n in names}
+    nmust = sum(len(v) for v in must.values())
+
+    def complete(s):
+        pr.update(s)
+        return all(must[n] <= pr.ks[h.event_topic(n)] for n in names)
+    try:
+        sub.wait(complete, 60, "the %d events no kill -9 can have lost" %
+                 nmust)
+    except h.TestFailure:
+        got = pr.snapshot(sub, names)
+        lost = {n: sorted(must[n] - got[n])[:20] for n in names
+                if must[n] - got[n]}
+        h.fail("events lost that no killed broker can have acknowledged "
+               "(outside every kill window): %d; per VM (first 20): %s" %
+               (sum(len(must[n] - got[n]) for n in names), lost))
     got, dups, bad = analyse(sub, daemon, names)
+    nlost = sum(len(every - got[n]) for n in names)
     h.log("RESULT %s: %d events, %d received copies, %d duplicates, "
-          "%d out-of-order first occurrences, bridge resent %d" %
+          "%d out-of-order first occurrences, bridge resent %d; %d in kill "
+          "windows, %d of them lost inside the killed brokers" %
           ("kill9" if kills else "sigterm", TOTAL, sub.n_events, dups,
-           len(bad), t["resent"]))
+           len(bad), t["resent"], TOTAL - nmust, nlost))
     check(not bad, "%d first occurrences out of order (vm, highest seq "
           "before, seq): %s" % (len(bad), bad[:20]))
-    if not kills:
-        for n in names:
-            missing = sorted(set(range(1, PER_VM + 1)) - got[n])
-            check(not missing, "%s: events lost: %s" % (n, missing[:20]))
+    for n in names:
+        missing = every - got[n]
+        check(missing <= window[n], "%s: events lost outside the kill "
+              "windows: %s" % (n, sorted(missing - window[n])[:20]))
     daemon.check_alive()
 
 

@@ -40,8 +40,6 @@ session expiry 1 h, QoS 1) on a broker with persistence on.
 # TIMEOUT = 300
 
 import os
-import re
-import signal
 import threading
 import time
 
@@ -54,22 +52,6 @@ TOTAL = NVMS * PER_VM
 RATE = 1250                 # events/s in total: 20 000 events in ~16 s
 RESTARTS = 5
 DOWN_S = 0.3                # scenario: how long the broker stays down
-
-# The daemon's -vv QMP trace: every frame read, logged before it is
-# handled (COLO_EXIT log lines are rate-limited, this trace is not).
-TRACE_RE = re.compile(r" (\S+): <- \{\"timestamp\": \{\"seconds\": (\d+), "
-                      r"\"microseconds\": (\d+)\}, \"event\": \"COLO_EXIT\"")
-
-
-class TracingDaemon(h.Daemon):
-    """h.Daemon run with -vv (QMP traffic logged)."""
-
-    def start(self):
-        self.proc = h.Proc(self.name, [h.DAEMON_BIN, "-c", self.conf, "-vv"],
-                           self.logpath, cwd=self.dir)
-        h.log("%s started with -vv (pid %d)" % (self.name, self.proc.pid))
-        return self
-
 
 class Stream:
     """`burst all PER_VM RATE` on a thread of its own (the simulator
@@ -262,7 +244,7 @@ def test_kill9_mid_stream(ctx):
     port = h.free_port()
     broker = h.Mosquitto(ctx, port=port, persistence=True)
     broker.start()
-    sub, sim, names, daemon = setup(ctx, broker, TracingDaemon)
+    sub, sim, names, daemon = setup(ctx, broker, h.TracingDaemon)
     # One clean restart first: the broker's database then holds the
     # subscriber's session, which a kill -9 would otherwise take along.
     c0 = sub.connects
@@ -279,11 +261,7 @@ def test_kill9_mid_stream(ctx):
     broker.kill()
     # Everything the broker can have acknowledged was read by the bridge,
     # and traced, before the broker died.
-    read = {n: set() for n in names}
-    for m in TRACE_RE.finditer(daemon.log_text()):
-        if m.group(1) in read:
-            read[m.group(1)].add(int(m.group(2)) * 1000000 +
-                                 int(m.group(3)) - h.SIM_EPOCH_US)
+    read = h.colo_exits_read(daemon, names)
     nb, nr = (sum(len(s) for s in before.values()),
               sum(len(s) for s in read.values()))
     h.log("broker killed -9: the subscriber had %d distinct events, the "

@@ -16,7 +16,7 @@ error, sec still reports secondary; the bridge publishes pri's liveness
 "gone"), `takeover --expect secondary` completes the failover (no second
 COLO_EXIT).  Two bridges, one half each: test_pair_qemu.py.
 """
-# TIMEOUT = 90
+# TIMEOUT = 150
 
 import json
 import os
