@@ -21,7 +21,8 @@ bench-node:
 	    (cd tests/bench/node && npm ci --no-audit --no-fund) || \
 	    echo "bench: npm ci failed: no Node.js peer column"
 
-bench: deps
+bench:
+	@EXTRA_PKGS=linux-perf sh scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory bench-tools bench-node
 	@$(PYTHON) tests/bench/bench.py --build $(B) \

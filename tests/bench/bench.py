@@ -120,6 +120,94 @@ def wait_cpu_quiet(pid, quiet_s=0.3, limit_s=8.0):
 
 # ------------------------------------------------------------ stats
 
+# Kernel work per message: how often a process is switched out (mostly a
+# thread going to sleep, to be woken again: the context-switches software
+# event, counted by the scheduler at no measurable cost) and, with --perf
+# only, how many system calls it makes (the raw_syscalls tracepoint: a probe
+# on every system call, which inflates the CPU rows of that run by a few
+# µs per message).  Read with `perf stat`, all threads; without perf, or
+# without the permission to use it, the rows say "–".
+SYSC_EVENTS = "context-switches"
+
+
+def sysc_usable():
+    global _SYSC_OK
+    if _SYSC_OK is None:
+        try:
+            r = subprocess.run(["perf", "stat", "-x,", "-e", SYSC_EVENTS,
+                                "--", "true"], capture_output=True,
+                               timeout=20)
+            _SYSC_OK = r.returncode == 0 and b"not supported" not in \
+                r.stderr and b"<not counted>" not in r.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            _SYSC_OK = False
+    return _SYSC_OK
+
+
+_SYSC_OK = None
+
+
+def sysc_wrap(argv, out):
+    """argv run under perf stat (counts written to out), or argv itself."""
+    if not sysc_usable():
+        return argv
+    return ["perf", "stat", "-x,", "-e", SYSC_EVENTS, "-o", out, "--"] + argv
+
+
+def sysc_read(out):
+    """{"syscalls": n, "csw": n} from a perf stat -x, file, or {}."""
+    res = {}
+    try:
+        with open(out) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) < 3 or not parts[0].isdigit():
+                    continue
+                if parts[2].startswith("raw_syscalls:sys_enter"):
+                    res["syscalls"] = int(parts[0])
+                elif parts[2].startswith("context-switches"):
+                    res["csw"] = int(parts[0])
+    except OSError:
+        pass
+    return res
+
+
+class SyscCount:
+    """perf stat attached to a running process (all its threads) from
+    start() to stop()."""
+
+    def __init__(self, d, name, pid):
+        self.out = os.path.join(d, name + ".perfstat")
+        self.p = None
+        if sysc_usable():
+            self.p = h.Proc("perf-stat", ["perf", "stat", "-x,", "-e",
+                                          SYSC_EVENTS, "-o", self.out, "-p",
+                                          str(pid)],
+                            os.path.join(d, name + ".perfstat.err"))
+            time.sleep(0.3)     # perf attaches to every thread
+
+    def stop(self):
+        if self.p is None:
+            return {}
+        self.p.signal(signal.SIGINT)
+        if self.p.wait(15) is None:
+            self.p.kill()
+        self.p.kill()
+        return sysc_read(self.out)
+
+
+def fmt_sysc(c):
+    """ "csw [syscalls]" per message, or raises KeyError (a "–" cell)."""
+    if "syscalls" in c:
+        return "%.2f [%.2f]" % (c["csw"], c["syscalls"])
+    return "%.2f" % c["csw"]
+
+
+def per(counts, n):
+    """counts ({"syscalls", "csw"}) divided by n messages."""
+    return {k: v / max(1, n) for k, v in counts.items()}
+
+
 def pct(sorted_vals, p):
     """Nearest-rank percentile of an ascending list."""
     if not sorted_vals:
@@ -418,7 +506,8 @@ def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
             "-b", BASE, "-T", str(timeout_s)]
     if rate:
         argv += ["-r", str(rate)]
-    p = h.Proc("rawpub", argv, os.path.join(d, name + ".err"),
+    sc = os.path.join(d, name + ".perfstat")
+    p = h.Proc("rawpub", sysc_wrap(argv, sc), os.path.join(d, name + ".err"),
                stdout_pipe=True)
     try:
         outs, _ = p.p.communicate(timeout=timeout_s + 20)
@@ -429,7 +518,9 @@ def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
     line = outs.decode().strip().splitlines()
     line = line[-1] if line else ""
     kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
-    return {k: int(v) for k, v in kv.items()}, p.pid
+    res = {k: int(v) for k, v in kv.items()}
+    res["sysc"] = sysc_read(sc)
+    return res, p.pid
 
 
 def bridge_stats(port, daemon, timeout=10.0):
@@ -513,7 +604,8 @@ def run_pahopub(d, name, port, n, rate=None, window=200, timeout_s=120):
             "-b", BASE, "-T", str(timeout_s)]
     if rate:
         argv += ["-r", str(rate)]
-    p = h.Proc("pahopub", argv, os.path.join(d, name + ".err"),
+    sc = os.path.join(d, name + ".perfstat")
+    p = h.Proc("pahopub", sysc_wrap(argv, sc), os.path.join(d, name + ".err"),
                stdout_pipe=True)
     try:
         outs, _ = p.p.communicate(timeout=timeout_s + 20)
@@ -524,7 +616,9 @@ def run_pahopub(d, name, port, n, rate=None, window=200, timeout_s=120):
     line = outs.decode().strip().splitlines()
     line = line[-1] if line else ""
     kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
-    return {k: int(v) for k, v in kv.items()}, p.pid
+    res = {k: int(v) for k, v in kv.items()}
+    res["sysc"] = sysc_read(sc)
+    return res, p.pid
 
 
 # ------------------------------------------------------------ analysis
@@ -609,6 +703,7 @@ class Bench:
             a["rate"] = (a["n"] - 1) / ((a["t_last"] - a["t_first"]) / 1e6)
             a["rate_e2e"] = a["n"] / (a["t_last"] / 1e6 - t0)
             a["cpu_per_msg"] = res.get("cpu_us", 0) / max(1, res.get("sent", 1))
+            a["sysc"] = per(res.get("sysc", {}), res.get("sent", 1))
             a["broker_cpu_per_msg"] = (b1 - b0) / max(1, n)
             a["pub"] = res
             a["summary"] = summary
@@ -646,10 +741,12 @@ class Bench:
             wait_cpu_quiet(d.pid)
             if perf:
                 perfp = self.perf_start(ctx.dir, d.pid)
+            sc = SyscCount(ctx.dir, kind, d.pid)
             c0, s0, b0 = cpu_us(d.pid), cpu_us(sim.pid), cpu_us(br.pid)
             t0 = time.time()
             tb, _ = sim.cmd("burst all %d" % self.a.events, timeout=90)
             summary, recs = sub.wait()
+            sysc = sc.stop()
             c1, s1, b1 = cpu_us(d.pid), cpu_us(sim.pid), cpu_us(br.pid)
             segs = segs_out(d.pid, br.port)
             if perfp is not None:
@@ -664,6 +761,7 @@ class Bench:
             a["sim_done_s"] = tb - t0
             a["segs_per_msg"] = (segs / n) if segs else None
             a["cpu_per_msg"] = (c1 - c0) / n
+            a["sysc"] = per(sysc, n)
             a["sim_cpu_per_msg"] = (s1 - s0) / n
             a["broker_cpu_per_msg"] = (b1 - b0) / n
             a["hwm_kib"] = rss_kib(d.pid, "VmHWM")
@@ -764,10 +862,12 @@ class Bench:
                 d = start_target(ctx, kind, vms, br.port)
                 sim.cmd("wait-ready %d 20000" % self.a.vms, timeout=30)
                 wait_cpu_quiet(d.pid)
+                sc = SyscCount(ctx.dir, kind, d.pid)
                 c0 = cpu_us(d.pid)
                 sim.cmd("burst all %d %d" % (per_vm, rate),
                         timeout=secs + 30)
             summary, recs = sub.wait()
+            sysc = res.get("sysc", {}) if pub else sc.stop()
             a = analyse_events(recs, self.a.vms, per_vm, sim_k=False)
             if pub:
                 a["cpu_per_ev"] = res.get("cpu_us", 0) / max(1, a["n"])
@@ -779,6 +879,7 @@ class Bench:
                 st = bridge_stats(br.port, d) if kind == "bridge" else None
                 a["stats"] = st and st.get("totals")
             a["expected"] = n
+            a["sysc"] = per(sysc, a["n"])
             a["summary"] = summary
             lat = a["lat"]
             log("latency %s: n=%d p50 %s p99 %s max %s ms, lost %d, %.0f us"
@@ -1080,6 +1181,10 @@ class Bench:
                 "/Node.js peer **%s**; /Paho %s" % (
                     fr(rn), fr(ratio(T, "cpu_per_msg", "ref"))),
                 "≤ 0.6 × Node.js peer")
+            row("1", "  kernel work per message: context switches [system "
+                "calls, with --perf] (perf stat, all threads)",
+                cells(lambda x: fmt_sysc(x["sysc"]), T),
+                "", "")
             row("1", "  end to end: burst start → last event at the "
                 "subscriber", cells(lambda x: "%.2f s" % (
                     a.vms * a.events / x["rate_e2e"]), T), "", "")
@@ -1096,6 +1201,10 @@ class Bench:
                     fmt_int(x["n"]), x["lost"], x["cpu_per_ev"]), L),
                 "/Node.js peer %s" % fr(ratio(L, "cpu_per_ev", "node")),
                 "0 lost; ≤ 60 µs")
+            row("2", "  kernel work per event: context switches [system "
+                "calls, with --perf] (perf stat, all threads)",
+                cells(lambda x: fmt_sysc(x["sysc"]), L),
+                "", "")
         for i, n in enumerate(a.scale):
             S = {}
             for k in cols:
@@ -1287,6 +1396,9 @@ def main():
     ap.add_argument("--deadline", type=int, default=600,
                     help="the whole run is stopped after this many seconds")
     a = ap.parse_args()
+    if a.perf:
+        global SYSC_EVENTS
+        SYSC_EVENTS = "context-switches,raw_syscalls:sys_enter"
     a.phases = a.phases.split(",")
     a.scale = [int(x) for x in a.scale.split(",") if x]
     BUILD = os.path.abspath(a.build)
