@@ -140,7 +140,6 @@ struct mqtt {
 	/* Batching: TCP_CORK while a batch is handed to Paho (see pump). */
 	int			 sock;		/* the broker socket, or -1 */
 	int			 corked;
-	size_t			 iter_sent;	/* handed to Paho since uncork */
 	struct loop_timer	*uncork_timer;	/* end of this loop iteration */
 
 	/* Transient refusals: hold the FIFO, retry after a backoff. */
