@@ -38,8 +38,15 @@ struct loop_timer {
 	size_t		 idx;		/* position in the heap, or SIZE_MAX */
 };
 
+struct loop_hook {
+	loop_hook_cb	 cb;
+	void		*arg;
+};
+
 struct loop {
 	int		 epfd;
+	struct loop_hook hooks[LOOP_HOOKS_MAX];
+	size_t		 nhooks;
 	int		 stop;
 	struct loop_fd	*fds;
 	size_t		 nfds;
@@ -321,11 +328,45 @@ run_timers(struct loop *l)
 }
 
 int
+loop_hook_add(struct loop *l, loop_hook_cb cb, void *arg)
+{
+	if (l->nhooks == LOOP_HOOKS_MAX)
+		return -1;
+	l->hooks[l->nhooks].cb = cb;
+	l->hooks[l->nhooks].arg = arg;
+	l->nhooks++;
+	return 0;
+}
+
+void
+loop_hook_del(struct loop *l, loop_hook_cb cb, void *arg)
+{
+	for (size_t i = 0; i < l->nhooks; i++)
+		if (l->hooks[i].cb == cb && l->hooks[i].arg == arg) {
+			memmove(&l->hooks[i], &l->hooks[i + 1],
+			    (l->nhooks - i - 1) * sizeof(l->hooks[0]));
+			l->nhooks--;
+			return;
+		}
+}
+
+int
 loop_run_once(struct loop *l, int max_wait_ms)
 {
 	struct epoll_event	 evs[LOOP_BATCH];
 	int			 n, timeout = max_wait_ms;
 
+	/* Hooks first: what they arm counts in this wait's timeout.  A
+	 * hook may remove itself: walk by index. */
+	for (size_t i = 0; i < l->nhooks; i++) {
+		struct loop_hook h = l->hooks[i];
+
+		h.cb(l, h.arg);
+		if (i >= l->nhooks || l->hooks[i].cb != h.cb ||
+		    l->hooks[i].arg != h.arg)
+			i--;	/* it removed itself: the next one moved here
+				   (unsigned wrap at 0 is undone by i++) */
+	}
 	if (l->nheap > 0) {
 		uint64_t now = loop_now_ms(), when = l->heap[0]->when;
 		int t = when <= now ? 0 :

@@ -25,6 +25,7 @@ struct loop_timer;
 
 typedef void (*loop_fd_cb)(struct loop *, int fd, uint32_t events, void *arg);
 typedef void (*loop_timer_cb)(struct loop *, struct loop_timer *, void *arg);
+typedef void (*loop_hook_cb)(struct loop *, void *arg);
 
 /* Returns a new loop, or NULL (logged) when epoll_create1 fails. */
 struct loop	*loop_new(void);
@@ -49,8 +50,24 @@ int		 loop_timer_armed(const struct loop_timer *);
 void		 loop_timer_free(struct loop_timer *);
 
 /*
- * Runs one iteration: waits at most max_wait_ms (-1: until the next timer
- * or forever), dispatches fd events, then due timers.  Returns the number
+ * A hook runs at the start of every iteration, before the wait is
+ * computed: work that is due before the loop may sleep but signalled by
+ * nobody (the mqtt module collects acknowledgements Paho queued without
+ * waking it).  It may arm timers (a 0 ms one makes the wait not block)
+ * and call anything a callback may, remove itself but no other hook.
+ * At most LOOP_HOOKS_MAX; it costs one indirect call per iteration, so a
+ * hook must return at once when it has nothing to do.  0, or -1 when the
+ * table is full.
+ */
+#define LOOP_HOOKS_MAX	4
+int		 loop_hook_add(struct loop *, loop_hook_cb, void *arg);
+/* Removes the hook registered with this cb and arg, if any. */
+void		 loop_hook_del(struct loop *, loop_hook_cb, void *arg);
+
+/*
+ * Runs one iteration: runs the hooks, waits at most max_wait_ms (-1:
+ * until the next timer or forever), dispatches fd events, then due
+ * timers.  Returns the number
  * of fd events dispatched, or -1 on an epoll error other than EINTR.
  */
 int		 loop_run_once(struct loop *, int max_wait_ms);

@@ -407,15 +407,34 @@ flow_check(struct mqtt *m)
 
 /*
  * Batching without latency.  Paho writes each publish from its own send
- * thread, one segment each with TCP_NODELAY.  When more than one message
- * is handed to Paho in one loop iteration (a read of several events, a
- * batch of PUBACKs freeing the window), the broker socket is corked until
- * the end of that iteration (a 0 ms timer: timers run after every fd
- * event of the iteration, right before the loop sleeps), so that what the
- * send thread wrote meanwhile leaves as few full segments; a lone message
- * is never corked.  Whatever the send thread writes after the uncork
- * leaves at once (TCP_NODELAY).
+ * thread, one segment each with TCP_NODELAY.  When at least CORK_MIN
+ * messages are ready to be handed to Paho at once (a batch of PUBACKs
+ * freeing the window, a reconnect or a spool replay resending), the
+ * broker socket is corked until the end of that iteration (a 0 ms timer:
+ * timers run after every fd event of the iteration, right before the
+ * loop sleeps), so that what the send thread wrote meanwhile leaves as
+ * few full segments.  Fewer are never corked: the cork costs two
+ * setsockopt calls on the loop thread, more than the segments it saves
+ * (at 2 000 ev/s, corking every iteration that sent two messages cost
+ * ~1 setsockopt per event).  Whatever the send thread writes after the
+ * uncork leaves at once (TCP_NODELAY).
  */
+#define CORK_MIN	4
+
+/* Whether a batch worth a cork is ready: CORK_MIN waiting, and room. */
+static int
+batch_ready(const struct mqtt *m)
+{
+	const struct entry	*e = m->next;
+	size_t			 n = 0;
+
+	if (m->window - m->inflight < CORK_MIN)
+		return 0;
+	for (; e != NULL && n < CORK_MIN; e = e->next)
+		n++;
+	return n == CORK_MIN;
+}
+
 static void
 cork(struct mqtt *m)
 {
@@ -431,7 +450,6 @@ uncork(struct loop *l, struct loop_timer *t, void *arg)
 	struct mqtt	*m = arg;
 	int		 zero = 0;
 
-	m->iter_sent = 0;
 	if (!m->corked)
 		return;
 	m->corked = 0;
@@ -471,12 +489,11 @@ pump(struct mqtt *m)
 			ro.onSuccess = cb_pub_ok;
 			ro.onFailure = cb_pub_fail;
 		}
-		if (!m->corked && m->sock != -1 &&
-		    (e->next != NULL || m->iter_sent > 0))
+		if (!m->corked && m->sock != -1 && batch_ready(m)) {
 			cork(m);
-		m->iter_sent++;
-		if (m->iter_sent == 1 && m->uncork_timer != NULL)
-			loop_timer_arm(m->uncork_timer, 0);
+			if (m->corked && m->uncork_timer != NULL)
+				loop_timer_arm(m->uncork_timer, 0);
+		}
 		rc = MQTTAsync_sendMessage(m->cli, e->topic, &pm, &ro);
 		MQTTProperties_free(&pm.properties);
 		if (rc == MQTTASYNC_DISCONNECTED ||
@@ -1084,24 +1101,39 @@ on_lost(struct mqtt *m, const char *why, int attempt)
 	schedule_connect(m);
 }
 
-static void
-drain(struct loop *l, int fd, uint32_t events, void *arg)
+/*
+ * Takes everything queued by Paho's threads (with the count of received
+ * messages it dropped).  drained: the caller read the eventfd, so the
+ * next urgent event must write it again.
+ */
+static struct mev *
+evq_take(struct mqtt *m, uint64_t *dropped, int drained)
 {
-	struct mqtt	*m = arg;
-	struct mev	*e, *nx;
-	uint64_t	 v, dropped;
+	struct mev	*e;
 
-	size_t		 acks = 0;
-
-	(void)!read(m->efd, &v, sizeof(v));
 	pthread_mutex_lock(&m->lock);
 	e = m->evq;
 	m->evq = m->evq_tail = NULL;
 	m->evq_msgs = 0;
 	m->evq_bytes = 0;
-	dropped = m->evq_dropped;
+	*dropped = m->evq_dropped;
 	m->evq_dropped = 0;
+	atomic_store_explicit(&m->evq_any, 0, memory_order_relaxed);
+	if (drained)
+		m->evq_woken = 0;
 	pthread_mutex_unlock(&m->lock);
+	return e;
+}
+
+/* Handles the events taken by evq_take(), oldest first. */
+static void
+evq_run(struct mqtt *m, struct mev *e, uint64_t dropped)
+{
+	struct mev	*nx;
+	size_t		 acks = 0;
+
+	if (e == NULL && dropped == 0)
+		return;
 	if (dropped > 0) {
 		m->stats.received_dropped += dropped;
 		if (ratelog_ok(m, &m->rl_indrop))
@@ -1169,6 +1201,100 @@ next:
 	}
 }
 
+/* The eventfd: Paho's threads queued an urgent event. */
+static void
+drain(struct loop *l, int fd, uint32_t events, void *arg)
+{
+	struct mqtt	*m = arg;
+	struct mev	*e;
+	uint64_t	 v, dropped;
+
+	(void)!read(m->efd, &v, sizeof(v));
+	e = evq_take(m, &dropped, 1);
+	m->ack_wait = 0;	/* whatever woke us, acks are lazy again */
+	evq_run(m, e, dropped);
+}
+
+/*
+ * Lazy acks, the loop's side (Paho's side is post() in mqttcb.c).  Before
+ * the loop sleeps (its hook), acknowledgements Paho queued without waking
+ * it are collected, and the module says whether the next ones must wake
+ * it: they must while the window is more than half full or messages wait
+ * for room (a full window would stall the FIFO), under backpressure (the
+ * producers wait for the queue to shrink), while a transient refusal holds
+ * the FIFO (released when the window empties), while shutdown drains, and
+ * once ACK_LAZY_MS passed with messages in flight (ack_wait: the bound;
+ * cleared by the next wake-up).  Otherwise a queued ack waits for the
+ * next wake-up (the next QMP event) or ack_timer, armed while messages
+ * are in flight: an idle bridge (nothing in flight) keeps no timer.  What
+ * an ack drives (published, the spool's delete after PUBACK, buffered and
+ * inflight in stats) is thus at most ACK_LAZY_MS late; a crash in that
+ * window resends the message after the restart (QoS 1 allows duplicates).
+ * Cost: an atomic load per iteration; the lock only when something is
+ * queued or the mode changes.
+ */
+static void
+ack_mode(struct mqtt *m)
+{
+	int	want, kick = 0;
+
+	if (m->inflight == 0)
+		m->ack_wait = 0;
+	want = m->draining || m->stopping || m->holding || m->full ||
+	    m->ack_wait || (m->connected && m->next != NULL) ||
+	    2 * m->inflight > m->window;
+	if (want != m->urgent) {
+		pthread_mutex_lock(&m->lock);
+		m->ack_urgent = want;
+		/* Acks queued lazily meanwhile: wake now, once. */
+		if (want && m->evq != NULL && !m->evq_woken)
+			kick = m->evq_woken = 1;
+		pthread_mutex_unlock(&m->lock);
+		m->urgent = want;
+		if (kick) {
+			uint64_t one = 1;
+			(void)!write(m->efd, &one, sizeof(one));
+		}
+	}
+	if (!want && m->inflight > 0) {
+		if (!loop_timer_armed(m->ack_timer))
+			loop_timer_arm(m->ack_timer, ACK_LAZY_MS);
+	} else if (m->inflight == 0)
+		loop_timer_disarm(m->ack_timer);
+}
+
+/* The loop's hook: collect what was queued lazily, then set the mode. */
+static void
+before_wait(struct loop *l, void *arg)
+{
+	struct mqtt	*m = arg;
+	struct mev	*e;
+	uint64_t	 dropped;
+
+	if (atomic_load_explicit(&m->evq_any, memory_order_relaxed)) {
+		e = evq_take(m, &dropped, 0);
+		evq_run(m, e, dropped);
+	}
+	ack_mode(m);
+}
+
+/*
+ * The bound: collect what is queued; if messages are still in flight,
+ * their acks wake the loop from now on (until the next wake-up).
+ */
+static void
+ack_timer_cb(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct mqtt	*m = arg;
+	struct mev	*e;
+	uint64_t	 dropped;
+
+	e = evq_take(m, &dropped, 0);
+	evq_run(m, e, dropped);
+	if (m->inflight > 0)
+		m->ack_wait = 1;
+}
+
 struct mqtt *
 mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
     const char *will_payload, const struct mqtt_callbacks *cb, void *arg)
@@ -1205,8 +1331,14 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	    (m->drop_timer = loop_timer_new(loop, ratelog_report, m)) == NULL ||
 	    (m->hold_timer = loop_timer_new(loop, hold_timer_cb, m)) == NULL ||
 	    (m->uncork_timer = loop_timer_new(loop, uncork, m)) == NULL ||
+	    (m->ack_timer = loop_timer_new(loop, ack_timer_cb, m)) == NULL ||
 	    loop_fd_add(loop, m->efd, EPOLLIN, drain, m) == -1)
 		goto fail;
+	if (loop_hook_add(loop, before_wait, m) == -1) {
+		log_warnx("mqtt: no loop hook left");
+		goto fail;
+	}
+	m->hooked = 1;
 	/* Backpressure from a few windows' worth, well below the bound. */
 	m->high_water = 4 * (size_t)cf->inflight_max;
 	if (m->high_water < 1024)
@@ -1243,6 +1375,9 @@ mqtt_free(struct mqtt *m)
 	loop_timer_free(m->timer);
 	loop_timer_free(m->hold_timer);
 	loop_timer_free(m->uncork_timer);
+	loop_timer_free(m->ack_timer);
+	if (m->hooked)
+		loop_hook_del(m->loop, before_wait, m);
 	if (m->drop_timer != NULL)
 		ratelog_report(m->loop, m->drop_timer, m);
 	loop_timer_free(m->drop_timer);
@@ -1376,6 +1511,7 @@ mqtt_shutdown(struct mqtt *m, const char *topic, const char *payload,
 {
 	uint64_t	deadline = loop_now_ms() + timeout_ms;
 
+	m->draining = 1;	/* every ack wakes the loop (ack_mode) */
 	if (m->connected && topic != NULL)
 		mqtt_publish(m, topic, payload, strlen(payload), 1,
 		    MQTT_PUB_RETAIN);

@@ -6,7 +6,11 @@
  * (connected, lost, message arrived, publish acknowledged) is pushed onto
  * a mutex-protected queue and signalled through an eventfd; the loop
  * thread drains it and calls the callbacks below, so no other module ever
- * sees a thread.
+ * sees a thread.  A successful acknowledgement alone does not wake the
+ * loop while the in-flight window is at most half full and nothing waits
+ * for it: the loop collects it before it next sleeps, or within 100 ms
+ * (lazy acks, mqttcb.c), so `published', `buffered', `inflight' and the
+ * spool's record of acknowledged messages may lag that much.
  *
  * Outbound messages sit in the module's own FIFO, bounded by buffer_max
  * messages, and at most inflight_max of them (or the MQTT 5 broker's
@@ -39,10 +43,10 @@
  * attempts, for the first connection and every later one alike; each
  * failure is logged with its cause in words.  An MQTT 5 broker's Server
  * Keep Alive lower than ours is honoured (one immediate reconnect with it).
- * After each connect the broker socket gets TCP_NODELAY; while more than
- * one publish is handed to Paho in one loop iteration it is corked
- * (TCP_CORK) until that iteration ends, so a batch leaves as few segments
- * and a lone publish at once.  Received
+ * After each connect the broker socket gets TCP_NODELAY; when a batch of
+ * publishes (at least 4) is handed to Paho at once it is corked
+ * (TCP_CORK) until that loop iteration ends, so a batch leaves as few
+ * segments and a lone publish at once.  Received
  * messages waiting for the loop are bounded in count and bytes, and an
  * MQTT 5 broker is told the largest packet the module accepts
  * (MQTT_MAX_PACKET_IN); a larger payload from an MQTT 3.1.1 broker is

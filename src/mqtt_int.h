@@ -8,6 +8,7 @@
 #define QMP2MQTT_MQTT_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,6 +79,7 @@ struct ratelog {
 };
 
 #define STATE_BUCKETS	1024	/* pending state entries, hashed by topic */
+#define ACK_LAZY_MS	100	/* longest wait of a queued ack (lazy acks) */
 #define TRIM_BYTES	(4u << 20)	/* queued bytes worth a malloc_trim */
 
 struct mqtt {
@@ -95,6 +97,12 @@ struct mqtt {
 	int			 efd;
 	pthread_mutex_t		 lock;
 	struct mev		*evq, *evq_tail;
+	int			 evq_woken;	/* efd written, not yet read
+						   by drain (locked) */
+	int			 ack_urgent;	/* every ack wakes the loop
+						   (locked; see lazy acks) */
+	atomic_int		 evq_any;	/* evq not empty: the hook's
+						   peek without the lock */
 	size_t			 evq_msgs;	/* MEV_MESSAGE queued (locked) */
 	size_t			 evq_bytes;	/* their size (locked) */
 	uint64_t		 evq_dropped;	/* messages refused (locked) */
@@ -121,10 +129,17 @@ struct mqtt {
 	struct mqtt_stats	 stats;
 	size_t			 trim_bytes;	/* queued since the last trim */
 
+	/* Lazy acks: the loop's side (see ack_mode in mqtt.c). */
+	int			 urgent;	/* the value set in ack_urgent */
+	int			 ack_wait;	/* the bound elapsed: the next
+						   ack wakes the loop */
+	int			 draining;	/* mqtt_shutdown waits for acks */
+	struct loop_timer	*ack_timer;	/* bounds a queued ack's wait */
+	int			 hooked;	/* before_wait is the loop's */
+
 	/* Batching: TCP_CORK while a batch is handed to Paho (see pump). */
 	int			 sock;		/* the broker socket, or -1 */
 	int			 corked;
-	size_t			 iter_sent;	/* handed to Paho since uncork */
 	struct loop_timer	*uncork_timer;	/* end of this loop iteration */
 
 	/* Transient refusals: hold the FIFO, retry after a backoff. */

@@ -13,6 +13,20 @@
 
 
 
+/*
+ * Appends e to the loop's queue; wakes the loop unless the eventfd is
+ * already pending, or e is a lazy acknowledgement.
+ *
+ * Lazy acks: at a low rate every event cost four thread wake-ups (the
+ * loop for the QMP read, Paho's send thread, Paho's receive thread for
+ * the PUBACK, the loop again for this eventfd).  A successful PUBACK is
+ * not urgent while the window has room and nothing waits for it, so
+ * unless the loop asked for them (m->ack_urgent: window more than half
+ * full, messages waiting, backpressure, a transient refusal held,
+ * shutdown draining, or the bound elapsed) it is only queued: the loop
+ * collects it before it next sleeps (its hook in mqtt.c), or within
+ * ACK_LAZY_MS (its ack_timer).  Everything else wakes the loop at once.
+ */
 static void
 post(struct conn *c, struct mev *e)
 {
@@ -33,13 +47,16 @@ post(struct conn *c, struct mev *e)
 		m->evq_msgs++;
 		m->evq_bytes += e->size;
 	}
-	/* Only the first event of a batch needs to wake the loop. */
-	wake = m->evq == NULL;
 	if (m->evq_tail != NULL)
 		m->evq_tail->next = e;
 	else
 		m->evq = e;
 	m->evq_tail = e;
+	atomic_store_explicit(&m->evq_any, 1, memory_order_relaxed);
+	/* Only the first urgent event since the last drain writes. */
+	wake = !m->evq_woken && (e->type != MEV_ACK || m->ack_urgent);
+	if (wake)
+		m->evq_woken = 1;
 	pthread_mutex_unlock(&m->lock);
 	if (wake)
 		(void)!write(m->efd, &one, sizeof(one));

@@ -17,7 +17,7 @@
 #include "vmstate.h"
 
 /* Exits of one VM within this window share one status read and state. */
-#define REFRESH_DELAY_MS	100
+#define REFRESH_DELAY_MS	250
 
 static void	query_status(struct vm *);
 static void	on_colo_exit(struct vm *, json_object *, int reconciled);

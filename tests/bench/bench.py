@@ -445,8 +445,8 @@ class Sub:
 def start_bridge(ctx, vms, port, extra="", bridge=None):
     b = {"id": BRIDGE_ID}
     b.update(bridge or {})
-    d = h.Daemon(ctx, vms=vms, port=port, bridge=b, verbose=False,
-                 name="bridge")
+    d = h.Daemon(ctx, vms=vms, port=port, bridge=b, mqtt=MQTT_OVERRIDES,
+                 verbose=False, name="bridge")
     if extra:
         d.text += extra
         with open(d.conf, "w") as f:
@@ -455,6 +455,7 @@ def start_bridge(ctx, vms, port, extra="", bridge=None):
 
 
 PEERS = ("py", "node")
+MQTT_OVERRIDES = {}     # --inflight: the bridge's mqtt.inflight_max
 PEER_NAMES = {"bridge": "qmp2mqtt", "py": "Python peer (paho-mqtt)",
               "node": "Node.js peer (mqtt.js)", "raw": "library-free",
               "ref": "bare Paho"}
@@ -1081,10 +1082,12 @@ class Bench:
             if "tput" in a.phases:
                 raws, refs, brs = [], [], []
                 for i in range(1, a.repeat + 1):
-                    r = self.phase("tput-raw", self.tput_ref, i, raw=True)
+                    r = "raw" in a.anchors and self.phase(
+                        "tput-raw", self.tput_ref, i, raw=True)
                     if r:
                         raws.append(r)
-                    r = self.phase("tput-ref", self.tput_ref, i)
+                    r = "ref" in a.anchors and self.phase(
+                        "tput-ref", self.tput_ref, i)
                     if r:
                         refs.append(r)
                     r = self.phase("tput-bridge", self.tput_bridge, i,
@@ -1100,7 +1103,7 @@ class Bench:
                 self.res["raw"], self.res["ref"], self.res["bridge"] = \
                     raws, refs, brs
             if "latency" in a.phases:
-                for k in ["bridge", "raw", "ref"] + peers:
+                for k in ["bridge"] + a.anchors + peers:
                     self.res["lat_" + k] = self.phase("latency-" + k,
                                                       self.latency, k)
             if "scale" in a.phases:
@@ -1382,6 +1385,11 @@ def main():
     ap.add_argument("--raw-window", type=int, default=1000)
     ap.add_argument("--peers", default="py,node",
                     help="peer bridges to run: py,node (empty: none)")
+    ap.add_argument("--anchors", default="raw,ref",
+                    help="reference publishers to run: raw,ref (empty: "
+                    "none; for quick A/B runs of the bridge alone)")
+    ap.add_argument("--inflight", type=int, default=0,
+                    help="the bridge's mqtt.inflight_max (0: its default)")
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--scale", default="1000,10000")
@@ -1400,6 +1408,9 @@ def main():
         global SYSC_EVENTS
         SYSC_EVENTS = "context-switches,raw_syscalls:sys_enter"
     a.phases = a.phases.split(",")
+    a.anchors = [x for x in a.anchors.split(",") if x in ("raw", "ref")]
+    if a.inflight > 0:
+        MQTT_OVERRIDES["inflight_max"] = a.inflight
     a.scale = [int(x) for x in a.scale.split(",") if x]
     BUILD = os.path.abspath(a.build)
     TOOLS = os.path.join(BUILD, "bench")

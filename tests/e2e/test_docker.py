@@ -570,6 +570,11 @@ def test_bridge_in_container(ctx):
     check_eq((e.get("vm"), e.get("mode"), e.get("reason"), e.get("seq")),
              ("vm1", "secondary", "request", 1), "event from the container")
     check_eq(h.sim_k(e), 1, "event time_us (simulator's k)")
+    # The state naming that exit follows it after the debounce (vm.c
+    # REFRESH_DELAY_MS, 250 ms): published before it is read back.
+    sub.wait_json(h.state_topic("vm1"), lambda s: (
+        s.get("last_exit") or {}).get("seq") == 1, 15,
+        "vm1 state with the exit")
     # The control client in the container reads the retained state.
     rc, out, err = podman_run(
         "-c", CONF_IN_IMAGE, "status", h.HOST, "vm1", "--wait", "10",

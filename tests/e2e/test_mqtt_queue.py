@@ -25,6 +25,16 @@
     mosquitto does not send it; MQTT 3.1.1: the bridge drops it on arrival
     (mqtt_in_dropped 1).  Either way the bridge keeps publishing, and its
     peak RSS stays small (under MQTT 5 well below the 5 MB).
+(e) test_lazy_ack_bound: a PUBACK does not wake the bridge's loop while
+    the in-flight window has room (lazy acks, src/mqttcb.c post()); the
+    loop collects it when it next wakes, or within ACK_LAZY_MS (100 ms).
+    One COLO_EXIT on an idle bridge; once the event and the state after
+    it reached the subscriber, nothing touches the bridge for 0.5 s; then
+    one stats message (its counters are read when SIGUSR1 ends the wait,
+    before the loop collects anything queued) must show both published,
+    nothing in flight or buffered.  Without the bound the last ack would
+    still be queued.  Then a burst larger than the window (the acks wake
+    the loop again once it is half full): every event delivered, in order.
 """
 # TIMEOUT = 180
 
@@ -384,7 +394,49 @@ def test_inbound_large_v3(ctx):
     inbound_large(ctx, 3)
 
 
+def test_lazy_ack_bound(ctx):
+    NEV = 1000
+    broker = ctx.mosquitto()
+    sub = ctx.subscriber(broker.port)
+    sim = ctx.sim(1)
+    vm = sim.vm(1)
+    d = h.Daemon(ctx, vms=sim.vms(), port=broker.port,
+                 mqtt={"keepalive": 60}).start()
+    sim.wait_ready(1, timeout=20)
+    h.wait_online(sub, [vm], 20)
+    idle = lambda st: (st["totals"]["buffered"] == 0 and
+                       st["totals"]["inflight"] == 0)
+    st0 = h.stats_until(sub, d, idle, 10, "an idle queue")
+    etopic, stopic = h.event_topic(vm), h.state_topic(vm)
+    smark = sub.mark(stopic)
+    check_eq(sim.cmd("burst %s 1" % vm, timeout=10), "ok burst", "burst")
+    sub.wait(lambda s: len(s.by_topic.get(etopic, [])) >= 1, 10, "the event")
+    sub.wait_for(lambda m: True, 10, topic=stopic, since=smark,
+                 what="the state after the exit")
+    # Not a synchronisation: the bound is the quantity under test, and
+    # nothing may wake the bridge meanwhile.
+    time.sleep(0.5)
+    st = h.stats_until(sub, d, lambda st: True, 10, "a stats message")
+    h.log("totals before %s after %s" % (st0["totals"], st["totals"]))
+    check(idle(st), "acks collected within the bound: buffered %d, "
+          "inflight %d" % (st["totals"]["buffered"],
+                           st["totals"]["inflight"]))
+    # +3: the first stats message, the event, the state.
+    check(st["totals"]["published"] >= st0["totals"]["published"] + 3,
+          "published %d -> %d" % (st0["totals"]["published"],
+                                  st["totals"]["published"]))
+    # A burst past the window: acks become urgent, nothing stalls.
+    check_eq(sim.cmd("burst %s %d" % (vm, NEV), timeout=30), "ok burst",
+             "burst")
+    sub.wait(lambda s: len(s.by_topic.get(etopic, [])) >= NEV + 1, 30,
+             "every event")
+    seqs = [h.sim_k(m.json()) for m in sub.on(etopic)]
+    check(all(a < b for a, b in zip(seqs, seqs[1:])),
+          "events in order")
+    h.stats_until(sub, d, idle, 10, "the queue drained after the burst")
+
+
 if __name__ == "__main__":
     h.main(test_state_coalesced, test_refused_acl, test_refused_transient,
            test_inbound_large_v5,
-           test_inbound_large_v3)
+           test_inbound_large_v3, test_lazy_ack_bound)

@@ -1,6 +1,7 @@
 /*
  * Unit tests for loop: timer order and re-arming, disarm/free from inside
- * callbacks, fd dispatch, and stale events after an fd is removed.
+ * callbacks, fd dispatch, stale events after an fd is removed, and the
+ * hooks run before each wait.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -147,6 +148,65 @@ test_fd_dispatch_and_stale(void **state)
 	loop_free(l);
 }
 
+struct hookctx {
+	struct loop_timer	*t;		/* armed 0 ms by the hook, once */
+	int			 calls;
+	int			 fired;
+	int			 remove;	/* remove itself on this call */
+};
+
+static void
+hookcb(struct loop *l, void *arg)
+{
+	struct hookctx *c = arg;
+
+	if (++c->calls == 1 && c->t != NULL)
+		loop_timer_arm(c->t, 0);
+	if (c->calls == c->remove)
+		loop_hook_del(l, hookcb, c);
+}
+
+static void
+hookfire(struct loop *l, struct loop_timer *t, void *arg)
+{
+	((struct hookctx *)arg)->fired++;
+}
+
+/*
+ * Hooks run before every wait, in order; a timer a hook arms counts in
+ * that same wait (a 0 ms one makes it return at once, so no 1 s wait
+ * here); a hook may remove itself, and the next one still runs.
+ */
+static void
+test_hooks(void **state)
+{
+	struct loop	*l = loop_new();
+	struct hookctx	 a = { NULL, 0, 0, 2 }, b = { NULL, 0, 0, 0 };
+	uint64_t	 t0;
+
+	assert_non_null(a.t = loop_timer_new(l, hookfire, &a));
+	assert_int_equal(loop_hook_add(l, hookcb, &a), 0);
+	assert_int_equal(loop_hook_add(l, hookcb, &b), 0);
+	t0 = loop_now_ms();
+	assert_int_equal(loop_run_once(l, 1000), 0);
+	assert_true(loop_now_ms() - t0 < 500);
+	assert_int_equal(a.fired, 1);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 1);
+	loop_run_once(l, 0);		/* a removes itself, b still runs */
+	assert_int_equal(a.calls, 2);
+	assert_int_equal(b.calls, 2);
+	loop_run_once(l, 0);
+	assert_int_equal(a.calls, 2);
+	assert_int_equal(b.calls, 3);
+	assert_int_equal(loop_hook_add(l, hookcb, &a), 0);
+	assert_int_equal(loop_hook_add(l, hookcb, &a), 0);
+	assert_int_equal(loop_hook_add(l, hookcb, &a), 0);
+	assert_int_equal(loop_hook_add(l, hookcb, &a), -1);	/* full */
+	loop_timer_free(a.t);
+	loop_free(l);
+}
+
 static void
 test_clock(void **state)
 {
@@ -163,6 +223,7 @@ main(void)
 		cmocka_unit_test(test_timer_order),
 		cmocka_unit_test(test_rearm_and_disarm),
 		cmocka_unit_test(test_fd_dispatch_and_stale),
+		cmocka_unit_test(test_hooks),
 		cmocka_unit_test(test_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
