@@ -209,8 +209,18 @@ test_watchdog_pings(void **state)
 	assert_string_equal(mgr_recv(&m, 0), "");	/* stopped */
 	loop_free(l);
 	mgr_close(&m);
-	assert_true(pings >= 10);
-	assert_true(maxgap <= 150);
+	/*
+	 * What systemd enforces: no gap of WATCHDOG_USEC (300 ms) between two
+	 * pings.  The module pings every third of it (100 ms), so that a
+	 * loaded machine may delay a ping by up to 200 ms without harm; the
+	 * test asserts that contract, not the 100 ms itself, which a
+	 * scheduler on two busy cores does not keep (a gap of 150+ ms was
+	 * seen once under a load average of 3.5).  Twelve pings are due in
+	 * 1.2 s; fewer than seven would mean pings at half the period or
+	 * slower, too close to the edge.
+	 */
+	assert_true(pings >= 7);
+	assert_true(maxgap < 300);
 }
 
 static void
