@@ -121,17 +121,39 @@ def wait_cpu_quiet(pid, quiet_s=0.3, limit_s=8.0):
 # ------------------------------------------------------------ stats
 
 # Kernel work per message: how often a process is switched out (mostly a
-# thread going to sleep, to be woken again: the context-switches software
-# event, counted by the scheduler at no measurable cost) and, with --perf
-# only, how many system calls it makes (the raw_syscalls tracepoint: a probe
-# on every system call, which inflates the CPU rows of that run by a few
-# µs per message).  Read with `perf stat`, all threads; without perf, or
-# without the permission to use it, the rows say "–".
-SYSC_EVENTS = "context-switches"
+# thread going to sleep, to be woken again), read from /proc for the bridge
+# and the peers (voluntary + involuntary context switches of every thread)
+# and from getrusage() by the publishers themselves: free, so it is always
+# measured.  With --perf also how many system calls it makes, counted by
+# `perf stat` on the raw_syscalls tracepoint: a probe on every system call,
+# which inflates the CPU rows of that run by a few µs per message.
+SYSC_EVENTS = "raw_syscalls:sys_enter"
+PERF_STAT = False       # --perf
+
+
+def proc_csw(pid):
+    """Context switches of all of pid's threads so far, or None."""
+    n = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches",
+                                        "nonvoluntary_ctxt_switches")):
+                        n += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return n
 
 
 def sysc_usable():
     global _SYSC_OK
+    if _SYSC_OK is None and not PERF_STAT:
+        _SYSC_OK = False
     if _SYSC_OK is None:
         try:
             r = subprocess.run(["perf", "stat", "-x,", "-e", SYSC_EVENTS,
@@ -155,7 +177,7 @@ def sysc_wrap(argv, out):
 
 
 def sysc_read(out):
-    """{"syscalls": n, "csw": n} from a perf stat -x, file, or {}."""
+    """{"syscalls": n} from a perf stat -x, file, or {}."""
     res = {}
     try:
         with open(out) as f:
@@ -165,19 +187,18 @@ def sysc_read(out):
                     continue
                 if parts[2].startswith("raw_syscalls:sys_enter"):
                     res["syscalls"] = int(parts[0])
-                elif parts[2].startswith("context-switches"):
-                    res["csw"] = int(parts[0])
     except OSError:
         pass
     return res
 
 
 class SyscCount:
-    """perf stat attached to a running process (all its threads) from
-    start() to stop()."""
+    """Context switches of a running process (all its threads) from
+    start() to stop(), and with --perf its system calls (perf stat)."""
 
     def __init__(self, d, name, pid):
         self.out = os.path.join(d, name + ".perfstat")
+        self.pid = pid
         self.p = None
         if sysc_usable():
             self.p = h.Proc("perf-stat", ["perf", "stat", "-x,", "-e",
@@ -185,15 +206,20 @@ class SyscCount:
                                           str(pid)],
                             os.path.join(d, name + ".perfstat.err"))
             time.sleep(0.3)     # perf attaches to every thread
+        self.csw0 = proc_csw(pid)
 
     def stop(self):
-        if self.p is None:
-            return {}
-        self.p.signal(signal.SIGINT)
-        if self.p.wait(15) is None:
+        res = {}
+        c = proc_csw(self.pid)
+        if c is not None and self.csw0 is not None:
+            res["csw"] = c - self.csw0
+        if self.p is not None:
+            self.p.signal(signal.SIGINT)
+            if self.p.wait(15) is None:
+                self.p.kill()
             self.p.kill()
-        self.p.kill()
-        return sysc_read(self.out)
+            res.update(sysc_read(self.out))
+        return res
 
 
 def fmt_sysc(c):
@@ -521,6 +547,8 @@ def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
     kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
     res = {k: int(v) for k, v in kv.items()}
     res["sysc"] = sysc_read(sc)
+    if "csw" in res:
+        res["sysc"]["csw"] = res["csw"]
     return res, p.pid
 
 
@@ -619,6 +647,8 @@ def run_pahopub(d, name, port, n, rate=None, window=200, timeout_s=120):
     kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
     res = {k: int(v) for k, v in kv.items()}
     res["sysc"] = sysc_read(sc)
+    if "csw" in res:
+        res["sysc"]["csw"] = res["csw"]
     return res, p.pid
 
 
@@ -1185,7 +1215,7 @@ class Bench:
                     fr(rn), fr(ratio(T, "cpu_per_msg", "ref"))),
                 "≤ 0.6 × Node.js peer")
             row("1", "  kernel work per message: context switches [system "
-                "calls, with --perf] (perf stat, all threads)",
+                "calls, with --perf] (all threads)",
                 cells(lambda x: fmt_sysc(x["sysc"]), T),
                 "", "")
             row("1", "  end to end: burst start → last event at the "
@@ -1205,7 +1235,7 @@ class Bench:
                 "/Node.js peer %s" % fr(ratio(L, "cpu_per_ev", "node")),
                 "0 lost; ≤ 60 µs")
             row("2", "  kernel work per event: context switches [system "
-                "calls, with --perf] (perf stat, all threads)",
+                "calls, with --perf] (all threads)",
                 cells(lambda x: fmt_sysc(x["sysc"]), L),
                 "", "")
         for i, n in enumerate(a.scale):
@@ -1405,8 +1435,8 @@ def main():
                     help="the whole run is stopped after this many seconds")
     a = ap.parse_args()
     if a.perf:
-        global SYSC_EVENTS
-        SYSC_EVENTS = "context-switches,raw_syscalls:sys_enter"
+        global PERF_STAT
+        PERF_STAT = True
     a.phases = a.phases.split(",")
     a.anchors = [x for x in a.anchors.split(",") if x in ("raw", "ref")]
     if a.inflight > 0:

@@ -17,7 +17,8 @@
  *
  * -r RATE paces the sends at RATE msg/s in total (latency runs); without it
  * they go as fast as the window allows.  Prints "connected", then at the
- * end "done sent=N acked=A failed=F elapsed_us=E cpu_us=C bytes=L".
+ * end "done sent=N acked=A failed=F elapsed_us=E cpu_us=C bytes=L csw=S"
+ * (S: context switches, all threads).
  * Exit 0 when every message was acknowledged.
  */
 #include <inttypes.h>
@@ -269,9 +270,11 @@ main(int argc, char **argv)
 	int64_t elapsed = mono_ns() - t0;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("done sent=%ld acked=%ld failed=%ld elapsed_us=%" PRId64
-	    " cpu_us=%ld bytes=%ld\n", sent, acked, failed, elapsed / 1000,
+	    " cpu_us=%ld bytes=%ld csw=%ld\n", sent, acked, failed,
+	    elapsed / 1000,
 	    (long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec, sent ? bytes / sent : 0);
+	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec, sent ? bytes / sent : 0,
+	    ru.ru_nvcsw + ru.ru_nivcsw);
 	fflush(stdout);
 	MQTTAsync_disconnectOptions dopt = MQTTAsync_disconnectOptions_initializer;
 	dopt.timeout = 1000;

@@ -11,7 +11,8 @@
  *
  * -r RATE paces the sends (one packet per write, as a lone event would
  * go); -3 speaks MQTT 3.1.1 instead of 5.  Prints "connected", then
- * "done sent=N acked=A failed=F elapsed_us=E cpu_us=C bytes=L".
+ * "done sent=N acked=A failed=F elapsed_us=E cpu_us=C bytes=L csw=S"
+ * (S: context switches, all threads).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -295,9 +296,11 @@ main(int argc, char **argv)
 	int64_t elapsed = mono_ns() - t0;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("done sent=%ld acked=%ld failed=%ld elapsed_us=%" PRId64
-	    " cpu_us=%ld bytes=%ld\n", sent, acked, failed, elapsed / 1000,
+	    " cpu_us=%ld bytes=%ld csw=%ld\n", sent, acked, failed,
+	    elapsed / 1000,
 	    (long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec, sent ? bytes / sent : 0);
+	    ru.ru_utime.tv_usec + ru.ru_stime.tv_usec, sent ? bytes / sent : 0,
+	    ru.ru_nvcsw + ru.ru_nivcsw);
 	fflush(stdout);
 	pkt[0] = 0xe0;
 	pkt[1] = 0;
