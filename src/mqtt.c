@@ -322,6 +322,15 @@ enqueue(struct mqtt *m, const char *topic, const void *payload,
 	m->stats.queued++;
 	m->stats.buffered = m->count;
 	m->trim_bytes += sizeof(*e) + tlen + len;
+	/*
+	 * A single large message (the stats of thousands of VMs, ~140 bytes
+	 * each) is built, copied and freed in holes of the heap whose pages
+	 * a trim had given back: trim again after it, or the holes stay
+	 * resident (measured at 10 000 VMs: +1.4 MiB for good after the
+	 * first stats message).
+	 */
+	if (len >= TRIM_LARGE)
+		m->trim_bytes += TRIM_BYTES;
 	pump(m);
 	flow_check(m);
 	return 0;
@@ -644,7 +653,8 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 		 * retained state at start): give the memory back (glibc keeps
 		 * freed chunks in the middle of the heap otherwise: measured
 		 * 37 -> 30 MiB after starting 10 000 VMs).  At most once per
-		 * TRIM_BYTES queued.
+		 * TRIM_BYTES queued or TRIM_LARGE message (a trim walks the
+		 * heap's free chunks: ~1 ms at 20 MiB).
 		 */
 		m->trim_bytes = 0;
 		malloc_trim(0);
@@ -1271,7 +1281,15 @@ before_wait(struct loop *l, void *arg)
 	struct mev	*e;
 	uint64_t	 dropped;
 
-	if (atomic_load_explicit(&m->evq_any, memory_order_relaxed)) {
+	/*
+	 * Only while acks are lazy: urgent ones come through the eventfd,
+	 * in whole batches.  Taking them here too, at every iteration of a
+	 * busy loop, split them into batches of one or two, each pumping
+	 * the window and handing Paho a message or two at a time: starting
+	 * 10 000 VMs (20 000 retained messages) took 0.55 -> 0.85 s.
+	 */
+	if (!m->urgent &&
+	    atomic_load_explicit(&m->evq_any, memory_order_relaxed)) {
 		e = evq_take(m, &dropped, 0);
 		evq_run(m, e, dropped);
 	}

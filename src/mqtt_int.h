@@ -81,6 +81,7 @@ struct ratelog {
 #define STATE_BUCKETS	1024	/* pending state entries, hashed by topic */
 #define ACK_LAZY_MS	100	/* longest wait of a queued ack (lazy acks) */
 #define TRIM_BYTES	(4u << 20)	/* queued bytes worth a malloc_trim */
+#define TRIM_LARGE	(512u << 10)	/* one message worth a malloc_trim */
 
 struct mqtt {
 	struct loop		*loop;
