@@ -72,8 +72,9 @@ json_object	*peer_json(const struct peer_view *, const char *host,
 
 /*
  * The pair rules.  own_mode is this half's COLO mode as just read
- * (NULL when unknown); a NULL view is a VM without a peer.  Returns TK_OK, or TK_PEER_ALIVE, TK_PEER_UNKNOWN
- * or TK_PEER_TOOK_OVER with *why set to a static description.
+ * (NULL when unknown); a NULL view is a VM without a peer.  Returns
+ * TK_OK, or TK_PEER_ALIVE, TK_PEER_UNKNOWN or TK_PEER_TOOK_OVER with
+ * *why set to a static description.
  */
 enum tk_reason	 peer_check(const struct peer_view *, const char *own_mode,
 		    const char **why);
