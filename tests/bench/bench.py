@@ -526,21 +526,23 @@ def start_target(ctx, kind, vms, port, extra=""):
     return p
 
 
-def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
-    """The library-free publisher (rawpub), same output as pahopub."""
-    argv = [os.path.join(TOOLS, "rawpub"), "-p", str(port), "-n", str(n),
+def run_pub(tool, d, name, port, n, rate, window, timeout_s):
+    """Runs a publisher (rawpub or pahopub: same command line and output)
+    to its end.  Returns (its "done" line's counters, with "sysc": its
+    kernel work), its pid."""
+    argv = [os.path.join(TOOLS, tool), "-p", str(port), "-n", str(n),
             "-V", "100", "-w", str(window), "-H", HOST, "-B", BRIDGE_ID,
             "-b", BASE, "-T", str(timeout_s)]
     if rate:
         argv += ["-r", str(rate)]
     sc = os.path.join(d, name + ".perfstat")
-    p = h.Proc("rawpub", sysc_wrap(argv, sc), os.path.join(d, name + ".err"),
+    p = h.Proc(tool, sysc_wrap(argv, sc), os.path.join(d, name + ".err"),
                stdout_pipe=True)
     try:
         outs, _ = p.p.communicate(timeout=timeout_s + 20)
     except subprocess.TimeoutExpired:
         p.kill()
-        raise BenchError("rawpub did not stop")
+        raise BenchError("%s did not stop" % tool)
     p.kill()
     line = outs.decode().strip().splitlines()
     line = line[-1] if line else ""
@@ -550,6 +552,11 @@ def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
     if "csw" in res:
         res["sysc"]["csw"] = res["csw"]
     return res, p.pid
+
+
+def run_rawpub(d, name, port, n, rate=None, window=1000, timeout_s=120):
+    """The library-free publisher (rawpub)."""
+    return run_pub("rawpub", d, name, port, n, rate, window, timeout_s)
 
 
 def bridge_stats(port, daemon, timeout=10.0):
@@ -628,28 +635,8 @@ def cpu_steal():
 
 
 def run_pahopub(d, name, port, n, rate=None, window=200, timeout_s=120):
-    argv = [os.path.join(TOOLS, "pahopub"), "-p", str(port), "-n", str(n),
-            "-V", "100", "-w", str(window), "-H", HOST, "-B", BRIDGE_ID,
-            "-b", BASE, "-T", str(timeout_s)]
-    if rate:
-        argv += ["-r", str(rate)]
-    sc = os.path.join(d, name + ".perfstat")
-    p = h.Proc("pahopub", sysc_wrap(argv, sc), os.path.join(d, name + ".err"),
-               stdout_pipe=True)
-    try:
-        outs, _ = p.p.communicate(timeout=timeout_s + 20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        raise BenchError("pahopub did not stop")
-    p.kill()
-    line = outs.decode().strip().splitlines()
-    line = line[-1] if line else ""
-    kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
-    res = {k: int(v) for k, v in kv.items()}
-    res["sysc"] = sysc_read(sc)
-    if "csw" in res:
-        res["sysc"]["csw"] = res["csw"]
-    return res, p.pid
+    """The bare Paho publisher (pahopub)."""
+    return run_pub("pahopub", d, name, port, n, rate, window, timeout_s)
 
 
 # ------------------------------------------------------------ analysis
