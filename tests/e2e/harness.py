@@ -48,15 +48,22 @@ SLOW = 3.0 if SANITIZED else 1.0
 
 QEMU_BIN = os.environ.get("QEMU", "qemu-system-x86_64")
 # A QEMU pair's start (exec until both monitors answer, then the migration
-# into COLO), one budget for the whole of it.  QEMU 7.2 greets on a -qmp
-# socket from its monitor I/O thread as soon as the socket exists, but runs
-# commands (qmp_capabilities too) only once its main thread has finished
-# initialising and entered the main loop.  That start is ~50 ms of CPU on
-# an idle machine and stretches a hundredfold under CPU contention
-# (measured on this 2-core machine: up to 4.6 s with 4 busy loops, 6.8 s
-# with 10; a loaded `make test` once waited > 10 s for qmp_capabilities).
-# Generous, but bounded: a QEMU that exits fails the start at once.
-QEMU_START_S = 60.0
+# into COLO), one budget for the whole of it: ~0.05 s on an idle machine,
+# seconds under CPU contention (measured on this 2-core machine: up to
+# 4.6 s with 4 busy loops, 6.8 s with 10).  Bounded below the e2e file
+# timeout (x SLOW) so that a stuck start fails with its own message and
+# the QEMU threads' stacks (qemu_stacks), not as a killed file.
+#
+# The harness' monitors use wait=on: QEMU then accepts that connection
+# before it sets the monitor up, instead of racing for it.  With wait=off
+# a client that connects while QEMU starts can land in QEMU's own window
+# between the monitor I/O thread taking the socket over and the main loop
+# still watching it; under load one of them stops serving the connection:
+# the greeting comes, qmp_capabilities is never answered (seen twice in
+# `make test SAN=1`).  Upstream QEMU fixed it in January 2026 (commit
+# e714f1a3, "monitor/qmp: cleanup SocketChardev listener sources early to
+# avoid fd handling race"); Debian 12's QEMU 7.2 has the window.
+QEMU_START_S = 30.0
 MOSQUITTO_BIN = os.environ.get("MOSQUITTO", "mosquitto")
 
 SIM_EPOCH_US = 1700000000000000   # simulator: event k has time_us EPOCH + k
@@ -920,6 +927,44 @@ class QMPError(Exception):
         self.err = err
 
 
+def qemu_stacks(proc):
+    """What each thread of a QEMU that stopped answering is doing, for the
+    failure message: the kernel's view of every thread (/proc: state and
+    wait channel), then their stacks from gdb when it is installed.
+    Returns "" when proc is None or gone."""
+    if proc is None or not proc.alive():
+        return ""
+    pid = proc.pid
+    out = ["\n--- threads of %s (pid %d):" % (proc.name, pid)]
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid), key=int)
+    except OSError:
+        return ""
+    for tid in tids:
+        base = "/proc/%d/task/%s/" % (pid, tid)
+        try:
+            with open(base + "comm") as f:
+                comm = f.read().strip()
+            with open(base + "stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(base + "wchan") as f:
+                wchan = f.read().strip()
+        except OSError:
+            continue
+        out.append("  %s %-16s state %s wchan %s" % (tid, comm, state, wchan))
+    gdb = shutil.which("gdb")
+    if gdb is not None:
+        try:
+            r = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx",
+                                "-ex", "thread apply all bt"],
+                               stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=30)
+            out.append(r.stdout.decode("utf-8", "replace")[-12000:])
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out.append("  (gdb: %s)" % e)
+    return "\n".join(out)
+
+
 class QMPClient:
     """The test's own QMP monitor: negotiates, runs commands (replies matched
     by id, events kept apart by shape), collects events."""
@@ -930,6 +975,7 @@ class QMPClient:
         fails the wait at once."""
         self.path = path
         self.name = name or os.path.basename(path)
+        self.proc = proc
         self.cond = threading.Condition()
         self.events = []
         self.replies = {}
@@ -962,9 +1008,10 @@ class QMPClient:
             while self.greeting is None:
                 left = end - time.monotonic()
                 if left <= 0 or self.closed:
-                    fail("no QMP greeting on %s within %.1fs%s" %
+                    fail("no QMP greeting on %s within %.1fs%s%s" %
                          (path, timeout * SLOW,
-                          " (closed)" if self.closed else ""))
+                          " (closed)" if self.closed else "",
+                          qemu_stacks(proc)))
                 self.cond.wait(left)
         self.cmd("qmp_capabilities",
                  timeout=max(0.0, end - time.monotonic()) / SLOW)
@@ -1035,8 +1082,9 @@ class QMPClient:
                          (self.name, name))
                 left = end - time.monotonic()
                 if left <= 0:
-                    fail("QMP %s: no reply to %s within %.1fs" %
-                         (self.name, name, timeout * SLOW))
+                    fail("QMP %s: no reply to %s within %.1fs%s" %
+                         (self.name, name, timeout * SLOW,
+                          qemu_stacks(self.proc)))
                 self.cond.wait(left)
             r = self.replies.pop(cid)
         if "error" in r:
@@ -1115,7 +1163,7 @@ class QemuPair:
                  "-smp", "1", "-nodefaults", "-no-user-config",
                  "-display", "none",
                  "-name", "primary" if side == "pri" else "secondary",
-                 "-qmp", "unix:%s,server=on,wait=off" % test,
+                 "-qmp", "unix:%s,server=on,wait=on" % test,
                  "-qmp", "unix:%s,server=on,wait=off" % bridge] + extra)
 
     def start(self, timeout=QEMU_START_S):
@@ -1489,7 +1537,19 @@ class Ctx:
 def main(*tests):
     """Runs the given test functions (all, or those named on the command
     line) and exits 0 (all passed), 1 (any failed) or 77 (all skipped)."""
+    defined = [n for n, f in vars(sys.modules["__main__"]).items()
+               if n.startswith("test_") and callable(f)]
+    missing = sorted(set(defined) - set(t.__name__ for t in tests))
+    if missing:
+        # A test that is written but not listed would never run.
+        print("FAIL: defined but not passed to main(): %s" %
+              ", ".join(missing), flush=True)
+        sys.exit(1)
     want = sys.argv[1:]
+    unknown = [w for w in want if w not in [t.__name__ for t in tests]]
+    if unknown:
+        print("FAIL: no such test: %s" % ", ".join(unknown), flush=True)
+        sys.exit(1)
     sel = [t for t in tests if not want or t.__name__ in want]
     script = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     root = tempfile.mkdtemp(prefix="q2m-%s-" % script.replace("test_", ""))
