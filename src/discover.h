@@ -3,8 +3,10 @@
  * (discover = ( { glob = ...; host; name; peer; takeover; } )).
  *
  * Each glob's directory is watched with inotify; a change there triggers
- * a rescan DISCOVER_SETTLE_MS later (QEMU binds, then listens: the pause
- * lets it finish), and every DISCOVER_RESCAN_MS a rescan runs anyway, as
+ * a rescan DISCOVER_SETTLE_MS later (QEMU binds, listens, then sets the
+ * monitor up: QEMU before 11.0 can lose a client that connects before the
+ * monitor's I/O thread took the socket over, so the pause outlasts QEMU's
+ * start on a machine that is not overloaded), and every DISCOVER_RESCAN_MS a rescan runs anyway, as
  * a safety net (an inotify queue overflow, a directory created after the
  * start).  A rescan lists the directory, keeps the unix sockets whose
  * file name matches the pattern (fnmatch), and names each VM from the
@@ -25,7 +27,7 @@ struct config_vm;
 struct discover;
 struct loop;
 
-#define DISCOVER_SETTLE_MS	100
+#define DISCOVER_SETTLE_MS	1000
 #define DISCOVER_RESCAN_MS	10000
 
 typedef void (*discover_cb)(struct discover *, void *arg);

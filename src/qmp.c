@@ -990,7 +990,11 @@ qmp_timer(struct loop *l, struct loop_timer *t, void *arg)
 	case Q_NEGOTIATING:
 		q->stats.timeouts++;
 		qmp_drop(q, q->st == Q_CONNECTING ? "connect timed out" :
-		    "no greeting (is another client connected?)");
+		    q->st == Q_GREETING ?
+		    "no greeting (is another client connected?)" :
+		    "greeted, but qmp_capabilities was not answered (QEMU "
+		    "before 11.0 can lose a monitor connection made while it "
+		    "starts)");
 		break;
 	case Q_READY:
 		/*

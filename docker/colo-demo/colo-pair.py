@@ -104,7 +104,7 @@ def qemu(side, extra):
         [QEMU, "-machine", "none,accel=tcg", "-m", "16", "-smp", "1",
          "-nodefaults", "-no-user-config", "-display", "none",
          "-name", SIDES[side],
-         "-qmp", "unix:%s/%s.qmp,server=on,wait=off" % (CTL_DIR, side),
+         "-qmp", "unix:%s/%s.qmp,server=on,wait=on" % (CTL_DIR, side),
          "-qmp", "unix:%s/%s.qmp,server=on,wait=off" % (SOCKET_DIR, side)]
         + extra, stdin=subprocess.DEVNULL)
 

@@ -410,6 +410,51 @@ def test_mute_greeting_timeout(ctx):
     r.check_totals(st)
 
 
+def test_deaf_negotiation_timeout(ctx):
+    """A monitor that greets but never answers qmp_capabilities (QEMU 7.2
+    can lose a connection made while it starts): the daemon gives up after
+    the greeting timeout with a log line that says so, counts a timeout,
+    keeps the VM offline and connects again; once the VM answers, it is
+    back."""
+    r = Rig(ctx)
+    mark = r.sub.mark(h.avail_topic(FAULTY))
+    smark = r.sim.mark()
+    r.sim.cmd("deaf %s on" % FAULTY)
+    r.sim.cmd("close %s" % FAULTY)
+    conn = r.sim.wait_async(r"^client %s connected" % FAULTY, 10,
+                            since=smark)
+    closed = r.sim.wait_async(r"^client %s closed" % FAULTY, 10,
+                              since=conn.i + 1)
+    h.log("greeted, unanswered connection dropped after %.2fs" %
+          (closed.t - conn.t))
+    check(closed.t - conn.t >= GREETING_TIMEOUT_MS / 1000.0 * 0.5,
+          "dropped after %.2fs, before the greeting timeout %d ms" %
+          (closed.t - conn.t, GREETING_TIMEOUT_MS))
+    want = ("%s: QMP connect failed (negotiating): greeted, but "
+            "qmp_capabilities was not answered" % FAULTY)
+    for _ in h.deadline_loop(10 * h.SLOW, 0.05):
+        if want in r.daemon.log_text():
+            break
+    else:
+        h.fail("no log line %r; daemon log tail: %s" %
+               (want, r.daemon.log_text()[-2000:]))
+    check("(negotiating): no greeting" not in r.daemon.log_text(),
+          "a greeted connection was logged as 'no greeting'")
+    r.sub.wait_payload(h.avail_topic(FAULTY), "offline", 10, since=mark)
+    r.stats(lambda s: s["vms"][FAULTY]["timeouts"] >= 1,
+            what="timeouts >= 1 for %s" % FAULTY)
+    r.event(CONTROL, what="control VM while %s is deaf" % FAULTY)
+    i = r.sim.mark()
+    r.sim.cmd("deaf %s off" % FAULTY)
+    r.sim.wait_async(r"^client %s ready" % FAULTY, 15, since=i)
+    r.wait_avail_cycle(FAULTY, mark)
+    r.after_fault("deaf/hearing", reconnect=True)
+    st = r.stats()
+    check_eq(r.vm_stats(CONTROL, st)["timeouts"], 0,
+             "timeouts of the control VM")
+    r.check_totals(st)
+
+
 # ---------------------------------------------- odd but well-formed input
 
 def test_malformed_and_unexpected(ctx):
@@ -497,5 +542,6 @@ if __name__ == "__main__":
            test_oversized_2mib, test_small_max_message, test_endless,
            test_deep_nesting, test_slow, test_close_mid_message,
            test_unlisten_listen, test_mute_greeting_timeout,
+           test_deaf_negotiation_timeout,
            test_malformed_and_unexpected, test_fault_storm,
            test_total_input_bound)

@@ -363,6 +363,7 @@ struct vm {
 	int lfd;
 	bool enabled;           /* listen wanted (not after "unlisten") */
 	bool mute, slow;
+	bool deaf;              /* greets and writes, reads nothing (QEMU's lost monitor) */
 	uint32_t gen;
 	uint32_t slow_pos;
 	struct client *c;
@@ -650,7 +651,9 @@ static void client_update_events(struct vm *v)
 	struct client *c = v->c;
 	uint32_t m = 0;
 	if (!v->mute) {
-		if (db_pending(&c->out) <= OUT_HIGH)
+		if (v->deaf)
+			m |= EPOLLRDHUP;        /* only to see the client go */
+		else if (db_pending(&c->out) <= OUT_HIGH)
 			m |= EPOLLIN | EPOLLRDHUP;
 		if (!v->slow && has_more(v))
 			m |= EPOLLOUT;
@@ -1115,7 +1118,7 @@ static void client_read(struct vm *v)
 	static char buf[READ_CHUNK];
 	struct client *c = v->c;
 	for (int i = 0; i < READS_PER_WAKE; i++) {
-		if (v->c != c || v->mute || db_pending(&c->out) > OUT_HIGH || c->overflow)
+		if (v->c != c || v->mute || v->deaf || db_pending(&c->out) > OUT_HIGH || c->overflow)
 			break;
 		ssize_t n = read(c->fd, buf, sizeof buf);
 		if (n == 0) {
@@ -1144,6 +1147,10 @@ static void client_event(struct vm *v, uint32_t gen, uint32_t events)
 	if (!c || c->gen != gen)
 		return;         /* stale: that client is gone */
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		if (v->deaf && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+			client_close(v, true);  /* its input is never read */
+			return;
+		}
 		if (!v->mute && db_pending(&c->out) <= OUT_HIGH)
 			client_read(v);
 		if (v->c == c && (events & (EPOLLHUP | EPOLLERR)))
@@ -1439,7 +1446,7 @@ static void exec_line(char *line)
 
 	static const char *const sel_cmds[] = {
 		"exit", "burst", "raw", "garbage", "big", "endless", "deep", "slow", "close",
-		"unlisten", "listen", "mute", "state", "count", "early", NULL
+		"unlisten", "listen", "mute", "deaf", "state", "count", "early", NULL
 	};
 	bool known = false;
 	for (int i = 0; sel_cmds[i]; i++)
@@ -1552,7 +1559,7 @@ static void exec_line(char *line)
 			client_flush(v);
 		}
 		say("ok %s", cmd);
-	} else if (!strcmp(cmd, "slow") || !strcmp(cmd, "mute")) {
+	} else if (!strcmp(cmd, "slow") || !strcmp(cmd, "mute") || !strcmp(cmd, "deaf")) {
 		bool on;
 		if (!parse_onoff(word(&p), &on)) {
 			say("err usage: %s SEL on|off", cmd);
@@ -1562,6 +1569,12 @@ static void exec_line(char *line)
 			struct vm *v = &S.vms[i];
 			if (cmd[0] == 's') {
 				slow_set(v, on);
+			} else if (cmd[0] == 'd') {
+				if (v->deaf != on) {
+					v->deaf = on;
+					if (v->c)
+						client_read(v);  /* what waited; re-registers */
+				}
 			} else if (v->mute != on) {
 				v->mute = on;
 				if (v->c)
