@@ -18,6 +18,9 @@ PKGS="$PKGS openssl ejabberd"
 # and node/npm unless an npm is there already (a nodesource nodejs ships
 # its own and conflicts with Debian's npm package).
 PKGS="$PKGS chromium"
+# gdb: a QEMU that stops answering a test's monitor has its threads' stacks
+# printed in the failure (tests/e2e/harness.py, qemu_stacks).
+PKGS="$PKGS gdb"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 [ -n "${EXTRA_PKGS:-}" ] && PKGS="$PKGS $EXTRA_PKGS"
 missing=""
