@@ -48,6 +48,8 @@ struct bridge {
 	int			 stopping;	/* bridge_shutdown() began */
 	struct ratelim		 peer_log;	/* bad payloads on peer topics */
 	struct hass		*hass;		/* homeassistant: NULL when off */
+	size_t			 vm_limit;	/* what the fd limit allows */
+	size_t			 left_out;	/* discovered VMs beyond it */
 };
 
 static int
@@ -65,6 +67,7 @@ same(const char *s, const char *p, size_t len)
 #define PROB_SPOOL_WRITE	0x01	/* events kept in memory only */
 #define PROB_SPOOL_COMPACT	0x02	/* the spool cannot be compacted */
 #define PROB_STATE_SAVE		0x04	/* a VM's state cannot be saved */
+#define PROB_VM_LIMIT		0x08	/* discovered VMs left out (fd limit) */
 
 static int
 bridge_problems(const struct bridge *b)
@@ -77,6 +80,8 @@ bridge_problems(const struct bridge *b)
 		p |= PROB_SPOOL_COMPACT;
 	if (b->env.state_failing > 0)
 		p |= PROB_STATE_SAVE;
+	if (b->left_out > 0)
+		p |= PROB_VM_LIMIT;
 	return p;
 }
 
@@ -117,6 +122,9 @@ publish_bridge_state(struct bridge *b)
 		if (b->problems & PROB_STATE_SAVE)
 			json_object_array_add(pa,
 			    json_object_new_string("state_save_failed"));
+		if (b->problems & PROB_VM_LIMIT)
+			json_object_array_add(pa,
+			    json_object_new_string("vm_limit"));
 		json_object_object_add(o, "degraded",
 		    json_object_new_boolean(b->problems != 0));
 		json_object_object_add(o, "problems", pa);
@@ -175,11 +183,12 @@ health_tick(struct loop *l, struct loop_timer *t, void *arg)
 	p = bridge_problems(b);
 	if (p != b->problems) {
 		if (p != 0)
-			log_warnx("bridge degraded:%s%s%s",
+			log_warnx("bridge degraded:%s%s%s%s",
 			    p & PROB_SPOOL_WRITE ? " spool_write_failed" : "",
 			    p & PROB_SPOOL_COMPACT ?
 			    " spool_compaction_failed" : "",
-			    p & PROB_STATE_SAVE ? " state_save_failed" : "");
+			    p & PROB_STATE_SAVE ? " state_save_failed" : "",
+			    p & PROB_VM_LIMIT ? " vm_limit" : "");
 		else
 			log_info("bridge no longer degraded");
 		b->problems = p;
@@ -350,21 +359,39 @@ recovered_one(void *arg, uint64_t id, const char *topic, const void *payload,
 /*
  * The wanted VMs: the configuration's, then the discovered ones (a listed
  * VM wins over a discovered one of the same host and name: fleet_apply()
- * keeps the first).  Returns the count, or -1 (out of memory).
+ * keeps the first), as many as b->vm_limit allows: each VM holds a socket,
+ * and a bridge out of descriptors could not write its spool or reach the
+ * broker.  Those left out are counted in b->left_out (logged when the
+ * count changes).  Returns the count, or -1 (out of memory).
  */
 static ssize_t
 wanted(struct bridge *b, const struct config_vm ***out)
 {
 	size_t			  nd = b->disc != NULL ?
-	    discover_count(b->disc) : 0, n = 0;
+	    discover_count(b->disc) : 0, n = 0, left = 0;
 	const struct config_vm	**w;
 
 	if ((w = calloc(b->cf->nvms + nd + 1, sizeof(*w))) == NULL)
 		return -1;
 	for (size_t i = 0; i < b->cf->nvms; i++)
 		w[n++] = &b->cf->vms[i];
-	for (size_t i = 0; i < nd; i++)
-		w[n++] = discover_get(b->disc, i);
+	for (size_t i = 0; i < nd; i++) {
+		if (n < b->vm_limit)
+			w[n++] = discover_get(b->disc, i);
+		else
+			left++;
+	}
+	if (left != b->left_out) {
+		if (left > 0)
+			log_warnx("discover: %zu discovered VM(s) left out: the "
+			    "file descriptor limit leaves room for %zu VMs; "
+			    "raise it (LimitNOFILE=, ulimit -n)", left,
+			    b->vm_limit);
+		else
+			log_info("discover: every discovered VM fits the file "
+			    "descriptor limit again");
+		b->left_out = left;
+	}
 	*out = w;
 	return (ssize_t)n;
 }
@@ -401,7 +428,7 @@ on_discovered(struct discover *ds, void *arg)
 }
 
 struct bridge *
-bridge_new(struct loop *loop, const struct config *cf)
+bridge_new(struct loop *loop, const struct config *cf, size_t vm_limit)
 {
 	struct bridge		*b;
 	struct mqtt_callbacks	 mcb = { on_mqtt_connected, NULL,
@@ -424,6 +451,7 @@ bridge_new(struct loop *loop, const struct config *cf)
 	}
 	b->loop = loop;
 	b->cf = cf;
+	b->vm_limit = vm_limit;
 	b->peer_log = peer_log;
 	b->env.loop = loop;
 	b->env.cf = cf;
@@ -572,6 +600,15 @@ bridge_reload(struct bridge *b, const struct config *cf)
 	char			 t1[TOPIC_MAX], t2[TOPIC_MAX], *off, msg[256];
 	int			 reconnect;
 
+	if (cf->nvms > b->vm_limit) {
+		snprintf(msg, sizeof(msg), "%s: %zu VMs listed, but the file "
+		    "descriptor limit leaves room for %zu; raise it "
+		    "(LimitNOFILE=, ulimit -n) and restart the bridge (running "
+		    "configuration kept)", cf->file, cf->nvms, b->vm_limit);
+		log_warnx("reload: %s", msg);
+		bridge_config_error(b, msg);
+		return -1;
+	}
 	if ((why = restart_only(old, cf)) != NULL) {
 		snprintf(msg, sizeof(msg), "%s: %s cannot change while running; "
 		    "restart the bridge (running configuration kept)",

@@ -11,14 +11,23 @@
 #ifndef QMP2MQTT_BRIDGE_H
 #define QMP2MQTT_BRIDGE_H
 
+#include <stddef.h>
+
 struct loop;
 struct config;
 struct bridge;
 
 #define QMP2MQTT_VERSION	"0.1.0"
 
-/* Creates the bridge and all its connections (none started).  NULL: logged. */
-struct bridge	*bridge_new(struct loop *, const struct config *);
+/*
+ * Creates the bridge and all its connections (none started).  vm_limit:
+ * how many VMs the file descriptor limit leaves room for (SIZE_MAX: no
+ * limit); the listed VMs must fit (the caller checked), discovered ones
+ * beyond it are left out, logged and reported as the problem "vm_limit",
+ * and a reload listing more is refused.  NULL: logged.
+ */
+struct bridge	*bridge_new(struct loop *, const struct config *,
+		    size_t vm_limit);
 /* Starts connecting to the broker and every QMP endpoint.  0 or -1. */
 int		 bridge_start(struct bridge *);
 /*

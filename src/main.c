@@ -85,12 +85,17 @@ memory_init(void)
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }
 
-/* Raises the fd soft limit to the hard one; -1 if nvms cannot fit. */
+/*
+ * Raises the fd soft limit to the hard one and sets *vm_limit to how many
+ * VMs it leaves room for (SIZE_MAX: unlimited or unknown).  Returns 0, or
+ * -1 when the nvms listed ones cannot fit (logged).
+ */
 static int
-fd_limit(size_t nvms)
+fd_limit(size_t nvms, size_t *vm_limit)
 {
 	struct rlimit	rl;
 
+	*vm_limit = SIZE_MAX;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_warn("getrlimit");
 		return 0;
@@ -109,6 +114,9 @@ fd_limit(size_t nvms)
 		    (unsigned long long)rl.rlim_cur);
 		return -1;
 	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur - FDS_RESERVED <
+	    (rlim_t)SIZE_MAX)
+		*vm_limit = (size_t)(rl.rlim_cur - FDS_RESERVED);
 	return 0;
 }
 
@@ -155,6 +163,7 @@ main(int argc, char *argv[])
 	struct sigaction	 sa;
 	sigset_t		 block, waitmask;
 	char			 err[1024];
+	size_t			 vm_limit;
 	int			 ch, noaction = 0, verbose = 0, use_syslog = 0;
 
 	while ((ch = getopt_long(argc, argv, "c:nsvVh", longopts, NULL)) != -1) {
@@ -205,7 +214,7 @@ main(int argc, char *argv[])
 		config_free(cf);
 		return 0;
 	}
-	if (fd_limit(cf->nvms) == -1) {
+	if (fd_limit(cf->nvms, &vm_limit) == -1) {
 		config_free(cf);
 		return 1;
 	}
@@ -234,7 +243,7 @@ main(int argc, char *argv[])
 	if ((loop = loop_new()) == NULL)
 		fatalx("cannot create the event loop");
 	loop_set_sigmask(loop, &waitmask);
-	if ((b = bridge_new(loop, cf)) == NULL || bridge_start(b) == -1)
+	if ((b = bridge_new(loop, cf, vm_limit)) == NULL || bridge_start(b) == -1)
 		fatalx("cannot start the bridge");
 	if (notify_watchdog_start(loop) == -1)
 		fatalx("cannot start the watchdog timer");

@@ -522,6 +522,7 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write(self.text)
         self.verbose = verbose
+        self.wrap = []          # argv run before the daemon's (prlimit ...)
         self.proc = None
         self.expect_exit = False
         ctx.register(self)
@@ -530,8 +531,8 @@ class Daemon:
         return "/".join((self.base, self.host, vm) + rest)
 
     def start(self):
-        argv = [DAEMON_BIN, "-c", self.conf] + (["-v"] if self.verbose
-                                                else [])
+        argv = self.wrap + [DAEMON_BIN, "-c", self.conf] + (
+            ["-v"] if self.verbose else [])
         self.proc = Proc(self.name, argv, self.logpath, cwd=self.dir)
         log("%s started (pid %d)" % (self.name, self.proc.pid))
         return self

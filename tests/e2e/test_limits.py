@@ -2,11 +2,15 @@
 """File descriptor limits: the daemon raises its soft limit to the hard one
 and refuses, with a clear error and exit status 1, a configuration with
 more VMs than the hard limit can hold (instead of failing later, one
-connection at a time)."""
+connection at a time).  Discovered VMs beyond the limit are left out
+(logged, bridge/state degraded with the problem "vm_limit") rather than
+taking the descriptors the spool and the broker need, and taken in when
+room comes back; a reload listing more VMs than fit is refused."""
 # TIMEOUT = 60
 
 import os
 import resource
+import signal
 import subprocess
 
 import harness as h
@@ -83,5 +87,76 @@ def test_soft_limit_raised_to_hard(ctx):
     check_eq(p.returncode, 0, "exit status after SIGTERM")
 
 
+RESERVED = 64       # src/main.c FDS_RESERVED
+
+
+def test_discovered_vms_over_the_fd_limit(ctx):
+    h.require_daemon()
+    room = 6
+    broker = ctx.mosquitto()
+    sim = h.Sim(ctx, 9, name="sim")
+    sim.start()
+    sub = ctx.subscriber(broker.port)
+    glob = 'discover = ( { glob = "%s/*.qmp"; host = "%s"; } );' % (
+        sim.sockdir, h.HOST)
+
+    def conf(vms):
+        return h.render_config(
+            vms, {"host": h.HOST, "id": "bridge-lim", "backoff_min_ms": 50,
+                  "backoff_max_ms": 500},
+            {"uri": "tcp://127.0.0.1:%d" % broker.port,
+             "client_id": "qmp2mqtt-e2e-%d-lim" % os.getpid(),
+             "version": 5, "keepalive": 5, "base_topic": h.BASE},
+            extra=glob)
+    d = h.Daemon(ctx, raw=conf([]), port=broker.port, name="lim")
+    d.client_id = "qmp2mqtt-e2e-%d-lim" % os.getpid()
+    d.bridge_id = "bridge-lim"
+    n = RESERVED + room
+    d.wrap = ["prlimit", "--nofile=%d:%d" % (n, n), "--"]
+    d.start()
+    st = sub.wait_json(h.bridge_topic("state"), lambda s: s.get("vms") ==
+                       room and "vm_limit" in s.get("problems", ()), 20,
+                       "bridge/state: %d VMs, problem vm_limit" % room).json()
+    check(st["degraded"] is True, "degraded with VMs left out: %r" % st)
+    sim.wait_ready(room, 20)
+    for _ in h.deadline_loop(10 * h.SLOW, 0.05):
+        if "3 discovered VM(s) left out" in d.log_text():
+            break
+    else:
+        h.fail("no 'left out' log line; log tail: %s" % d.log_text()[-1500:])
+    managed = [sim.vm(i) for i in range(1, 10)
+               if sim.count(sim.vm(i))["connects"] > 0]
+    check_eq(len(managed), room, "simulated VMs the daemon connected to")
+
+    # A reload that lists more VMs than fit is refused, the rest runs on.
+    listed = [("l%d" % i, "unix:%s/none%d.qmp" % (sim.sockdir, i))
+              for i in range(room + 1)]
+    mark = len(d.log_text().splitlines())
+    with open(d.conf, "w") as f:
+        f.write(conf(listed))
+    d.signal(signal.SIGHUP)
+    st = sub.wait_json(h.bridge_topic("state"), lambda s: "file descriptor"
+                       in (s.get("config_error") or ""), 10,
+                       "config_error about the limit").json()
+    check_eq(st["vms"], room, "VMs after the refused reload")
+    check(any("reload: " in ln and "leaves room for %d" % room in ln
+              for ln in d.log_text().splitlines()[mark:]),
+          "no log line for the refused reload")
+
+    # Room comes back: three managed sockets go; all that is left fits.
+    for vm in managed[:3]:
+        sim.cmd("unlisten %s" % vm)
+    st = sub.wait_json(h.bridge_topic("state"), lambda s: s.get("vms") == 6
+                       and s.get("problems") == [], 20,
+                       "bridge/state: 6 VMs, no problem").json()
+    check(st["degraded"] is False, "still degraded: %r" % st)
+    for vm in [sim.vm(i) for i in range(1, 10)]:
+        if vm not in managed[:3]:
+            sub.wait_payload(h.avail_topic(vm), "online", 20)
+    check("every discovered VM fits" in d.log_text(),
+          "no log line when the discovered VMs fit again")
+
+
 if __name__ == "__main__":
-    h.main(test_too_many_vms_for_the_fd_limit, test_soft_limit_raised_to_hard)
+    h.main(test_too_many_vms_for_the_fd_limit, test_soft_limit_raised_to_hard,
+           test_discovered_vms_over_the_fd_limit)
