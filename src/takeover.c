@@ -408,6 +408,59 @@ parse_members(json_object *o, int need_sig, struct tk_request *req,
 	return TK_OK;
 }
 
+/* Frees o (NULL or not) and sets *why to msg.  Returns NULL. */
+static json_object *
+obj_bad(json_object *o, const char **why, const char *msg)
+{
+	json_object_put(o);
+	*why = msg;
+	return NULL;
+}
+
+/*
+ * Parses payload[0..len) as strictly as a request or a result must be:
+ * at most max bytes, no NUL, RFC 8259 tokens (lex), no nesting deeper
+ * than TK_DEPTH, no trailing data, a JSON object without duplicate
+ * member.  Returns the object (json_object_put() it), or NULL with *why
+ * set to a static description.
+ */
+static json_object *
+strict_object(const void *payload, size_t len, size_t max, const char **why)
+{
+	const unsigned char	*p = payload;
+	struct json_tokener	*tok;
+	json_object		*o;
+	size_t			 members, end;
+	int			 err;
+
+	if (p == NULL || len == 0)
+		return obj_bad(NULL, why, "empty payload");
+	if (len > max)
+		return obj_bad(NULL, why, "payload too large");
+	if (memchr(p, '\0', len) != NULL)
+		return obj_bad(NULL, why, "NUL byte in payload");
+	if (lex(p, len, &members) == -1)
+		return obj_bad(NULL, why, "malformed JSON");
+	if ((tok = json_tokener_new_ex(TK_DEPTH)) == NULL)
+		return obj_bad(NULL, why, "out of memory");
+	json_tokener_set_flags(tok,
+	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
+	err = json_tokener_get_error(tok) != json_tokener_success;
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (o == NULL || err || end > len)
+		return obj_bad(o, why, "malformed JSON");
+	for (; end < len; end++)
+		if (!is_ws(p[end]))
+			return obj_bad(o, why, "trailing data after JSON");
+	if (!json_object_is_type(o, json_type_object))
+		return obj_bad(o, why, "not a JSON object");
+	if ((size_t)json_object_object_length(o) != members)
+		return obj_bad(o, why, "duplicate field");
+	return o;
+}
+
 /*
  * Returns TK_OK with req filled, or TK_BAD_REQUEST with *why (if why is
  * not NULL) set to a static description and req zeroed but for req->id,
@@ -418,13 +471,9 @@ enum tk_reason
 tk_parse(const void *payload, size_t len, int need_sig,
     struct tk_request *req, const char **why)
 {
-	const unsigned char	*p = payload;
-	struct json_tokener	*tok;
 	json_object		*o;
 	const char		*dummy;
-	size_t			 members, end;
 	enum tk_reason		 r;
-	int			 err;
 
 	if (why == NULL)
 		why = &dummy;
@@ -432,40 +481,8 @@ tk_parse(const void *payload, size_t len, int need_sig,
 	if (req == NULL)
 		return bad(why, "no request");
 	memset(req, 0, sizeof(*req));
-	if (p == NULL || len == 0)
-		return bad(why, "empty payload");
-	if (len > TK_PAYLOAD_MAX)
-		return bad(why, "payload too large");
-	if (memchr(p, '\0', len) != NULL)
-		return bad(why, "NUL byte in payload");
-	if (lex(p, len, &members) == -1)
-		return bad(why, "malformed JSON");
-
-	if ((tok = json_tokener_new_ex(TK_DEPTH)) == NULL)
-		return bad(why, "out of memory");
-	json_tokener_set_flags(tok,
-	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
-	err = json_tokener_get_error(tok) != json_tokener_success;
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (o == NULL || err || end > len) {
-		json_object_put(o);
-		return bad(why, "malformed JSON");
-	}
-	for (; end < len; end++)
-		if (!is_ws(p[end])) {
-			json_object_put(o);
-			return bad(why, "trailing data after JSON");
-		}
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return bad(why, "not a JSON object");
-	}
-	if ((size_t)json_object_object_length(o) != members) {
-		json_object_put(o);
-		return bad(why, "duplicate field");
-	}
+	if ((o = strict_object(payload, len, TK_PAYLOAD_MAX, why)) == NULL)
+		return TK_BAD_REQUEST;
 	r = parse_members(o, need_sig, req, why);
 	json_object_put(o);
 	if (r != TK_OK) {
@@ -1106,13 +1123,9 @@ tk_verify_result(const unsigned char *key, size_t keylen, const char *host,
     const char *vm, const void *payload, size_t len, char id[TK_ID_MAX + 1],
     const char **why, struct json_object **tree)
 {
-	const unsigned char	*p = payload;
-	struct json_tokener	*tok;
 	json_object		*o;
 	const char		*s, *dummy;
-	size_t			 members, end;
 	enum tk_result_auth	 r;
-	int			 err;
 
 	if (why == NULL)
 		why = &dummy;
@@ -1121,41 +1134,8 @@ tk_verify_result(const unsigned char *key, size_t keylen, const char *host,
 		id[0] = '\0';
 	if (tree != NULL)
 		*tree = NULL;
-	if (p == NULL || len == 0)
-		return rbad(why, TK_RESULT_MALFORMED, "empty payload");
-	if (len > TK_RESULT_MAX)
-		return rbad(why, TK_RESULT_MALFORMED, "payload too large");
-	if (memchr(p, '\0', len) != NULL)
-		return rbad(why, TK_RESULT_MALFORMED, "NUL byte in payload");
-	if (lex(p, len, &members) == -1)
-		return rbad(why, TK_RESULT_MALFORMED, "malformed JSON");
-	/* The result nests one level: an object in the object. */
-	if ((tok = json_tokener_new_ex(TK_DEPTH)) == NULL)
-		return rbad(why, TK_RESULT_MALFORMED, "out of memory");
-	json_tokener_set_flags(tok,
-	    JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, (const char *)p, (int)len);
-	err = json_tokener_get_error(tok) != json_tokener_success;
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (o == NULL || err || end > len) {
-		json_object_put(o);
-		return rbad(why, TK_RESULT_MALFORMED, "malformed JSON");
-	}
-	for (; end < len; end++)
-		if (!is_ws(p[end])) {
-			json_object_put(o);
-			return rbad(why, TK_RESULT_MALFORMED, "trailing data "
-			    "after JSON");
-		}
-	if (!json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return rbad(why, TK_RESULT_MALFORMED, "not a JSON object");
-	}
-	if ((size_t)json_object_object_length(o) != members) {
-		json_object_put(o);
-		return rbad(why, TK_RESULT_MALFORMED, "duplicate field");
-	}
+	if ((o = strict_object(payload, len, TK_RESULT_MAX, why)) == NULL)
+		return TK_RESULT_MALFORMED;
 	if (id != NULL && member_str(o, "id", 0, &s) == 1 &&
 	    strlen(s) <= TK_ID_MAX)
 		memcpy(id, s, strlen(s) + 1);
