@@ -581,6 +581,28 @@ canon_alloc(const struct tk_binding *b, const struct tk_request *req,
 }
 
 /*
+ * Copies the canonical string s[0..n) that canon_alloc() or
+ * rcanon_alloc() made (NULL: it refused the fields) with its NUL into buf
+ * and frees s.  Returns n, or -1 when s is NULL, n is above INT_MAX, buf
+ * is NULL with len not 0, or it does not fit in len bytes.
+ */
+static int
+canon_copy(char *s, size_t n, char *buf, size_t len)
+{
+	int	rv = -1;
+
+	if (s == NULL)
+		return -1;
+	if (n <= INT_MAX && (buf == NULL ? len == 0 : n < len)) {
+		if (buf != NULL)
+			memcpy(buf, s, n + 1);
+		rv = (int)n;
+	}
+	free(s);
+	return rv;
+}
+
+/*
  * Returns the length of the canonical string, or -1 when it does not fit
  * in len bytes (with its NUL) or canon_alloc() refuses the fields.
  */
@@ -589,20 +611,10 @@ tk_canonical(char *buf, size_t len, const struct tk_binding *b,
     const struct tk_request *req)
 {
 	char	*s;
-	size_t	 n;
+	size_t	 n = 0;
 
-	if (buf == NULL && len != 0)
-		return -1;
-	if ((s = canon_alloc(b, req, &n)) == NULL)
-		return -1;
-	if (n > INT_MAX || (buf != NULL && n >= len)) {
-		free(s);
-		return -1;
-	}
-	if (buf != NULL)
-		memcpy(buf, s, n + 1);
-	free(s);
-	return (int)n;
+	s = canon_alloc(b, req, &n);
+	return canon_copy(s, n, buf, len);
 }
 
 /*
@@ -642,23 +654,36 @@ mac_hex(const unsigned char *key, size_t keylen, const char *msg, size_t n,
 	return 0;
 }
 
+/*
+ * HMACs the canonical string s[0..n) that canon_alloc() or rcanon_alloc()
+ * made (NULL: it refused the fields) into hex and frees s.  0, or -1
+ * (hex NULL, s NULL, mac_hex() fails) with hex "" if not NULL.
+ */
+static int
+canon_mac(const unsigned char *key, size_t keylen, char *s, size_t n,
+    char *hex)
+{
+	int	rv = -1;
+
+	if (hex != NULL) {
+		hex[0] = '\0';
+		if (s != NULL)
+			rv = mac_hex(key, keylen, s, n, hex);
+	}
+	free(s);
+	return rv;
+}
+
 /* Writes the lowercase hex of the request's HMAC into hex.  0, or -1. */
 int
 tk_sign(const unsigned char *key, size_t keylen, const struct tk_binding *b,
     const struct tk_request *req, char hex[TK_SIG_HEX + 1])
 {
 	char	*s;
-	size_t	 n;
-	int	 rv;
+	size_t	 n = 0;
 
-	if (hex == NULL)
-		return -1;
-	hex[0] = '\0';
-	if ((s = canon_alloc(b, req, &n)) == NULL)
-		return -1;
-	rv = mac_hex(key, keylen, s, n, hex);
-	free(s);
-	return rv;
+	s = canon_alloc(b, req, &n);
+	return canon_mac(key, keylen, s, n, hex);
 }
 
 /*
@@ -818,20 +843,10 @@ int
 tk_result_canonical(char *buf, size_t len, const struct tk_result_fields *f)
 {
 	char	*s;
-	size_t	 n;
+	size_t	 n = 0;
 
-	if (buf == NULL && len != 0)
-		return -1;
-	if ((s = rcanon_alloc(f, &n)) == NULL)
-		return -1;
-	if (buf != NULL && n >= len) {
-		free(s);
-		return -1;
-	}
-	if (buf != NULL)
-		memcpy(buf, s, n + 1);
-	free(s);
-	return (int)n;
+	s = rcanon_alloc(f, &n);
+	return canon_copy(s, n, buf, len);
 }
 
 /* Writes the lowercase hex HMAC of the result into hex.  0, or -1. */
@@ -840,17 +855,10 @@ tk_sign_result(const unsigned char *key, size_t keylen,
     const struct tk_result_fields *f, char hex[TK_SIG_HEX + 1])
 {
 	char	*s;
-	size_t	 n;
-	int	 rv;
+	size_t	 n = 0;
 
-	if (hex == NULL)
-		return -1;
-	hex[0] = '\0';
-	if ((s = rcanon_alloc(f, &n)) == NULL)
-		return -1;
-	rv = mac_hex(key, keylen, s, n, hex);
-	free(s);
-	return rv;
+	s = rcanon_alloc(f, &n);
+	return canon_mac(key, keylen, s, n, hex);
 }
 
 /* Returns the short name of an outcome of tk_verify_result(). */
