@@ -13,6 +13,7 @@
 #include "mqtt.h"
 #include "peer.h"
 #include "tkcache.h"
+#include "tkresult.h"
 #include "tkstore.h"
 #include "topic.h"
 #include "vm.h"
@@ -113,7 +114,7 @@ publish_result(struct cmd_ctx *cx, struct vm *v, const char *id,
 	json_object_object_add(o, "time_us", json_object_new_int64(now));
 	/*
 	 * The signature covers every member above (result canonical string
-	 * v2, see takeover.h), so that what qmp2mqtt-ctl reads and prints,
+	 * v2, see tkresult.h), so that what qmp2mqtt-ctl reads and prints,
 	 * "authenticated" first, cannot be changed on the way.  The values
 	 * signed are the very ones put into the JSON.  A member added above
 	 * must join the canonical string (a new sig_version): qmp2mqtt-ctl

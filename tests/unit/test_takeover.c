@@ -30,6 +30,7 @@
 
 #include "takeover.h"
 #include "tkcache.h"
+#include "tkresult.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 #define US		INT64_C(1000000)
