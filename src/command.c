@@ -151,7 +151,11 @@ publish_result(struct cmd_ctx *cx, struct vm *v, const char *id,
 			json_object_object_add(o, "sig_version",
 			    json_object_new_int(TK_RESULT_VERSION));
 		} else {
-			/* Only out of memory: ctl will say it is unsigned. */
+			/*
+			 * Out of memory or an HMAC failure: counted, and
+			 * qmp2mqtt-ctl will say the result is unsigned.
+			 */
+			cx->sign_errors++;
 			log_warnx("takeover %s/%s id=%.64s: result cannot be "
 			    "signed; published unsigned", v->cv->host,
 			    v->cv->name, id != NULL && *id ? id : "-");
