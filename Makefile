@@ -37,7 +37,7 @@ B	 = build/std
 endif
 
 LIB_SRC	 = log.c notify.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c secret.c qmp.c \
-	   takeover.c tkcache.c tkstore.c failover.c spool.c vmstate.c \
+	   takeover.c tkresult.c tkcache.c tkstore.c failover.c spool.c vmstate.c \
 	   rec.c mqtt.c mqttcb.c mqttcode.c peer.c vm.c command.c stats.c fleet.c discover.c bridge.c hass.c
 LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
 
@@ -100,7 +100,7 @@ FUZZ_SECONDS ?= 20
 FUZZ_CC      ?= clang
 FUZZ_SRC_jstream  = src/jstream.c
 FUZZ_SRC_colo     = src/colo.c
-FUZZ_SRC_takeover = src/takeover.c src/tkcache.c
+FUZZ_SRC_takeover = src/takeover.c src/tkresult.c src/tkcache.c
 FUZZ_SRC_config   = src/config.c src/secret.c src/topic.c
 FUZZ_BIN = $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 

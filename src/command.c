@@ -13,6 +13,7 @@
 #include "mqtt.h"
 #include "peer.h"
 #include "tkcache.h"
+#include "tkresult.h"
 #include "tkstore.h"
 #include "topic.h"
 #include "vm.h"
@@ -113,7 +114,7 @@ publish_result(struct cmd_ctx *cx, struct vm *v, const char *id,
 	json_object_object_add(o, "time_us", json_object_new_int64(now));
 	/*
 	 * The signature covers every member above (result canonical string
-	 * v2, see takeover.h), so that what qmp2mqtt-ctl reads and prints,
+	 * v2, see tkresult.h), so that what qmp2mqtt-ctl reads and prints,
 	 * "authenticated" first, cannot be changed on the way.  The values
 	 * signed are the very ones put into the JSON.  A member added above
 	 * must join the canonical string (a new sig_version): qmp2mqtt-ctl
@@ -150,7 +151,11 @@ publish_result(struct cmd_ctx *cx, struct vm *v, const char *id,
 			json_object_object_add(o, "sig_version",
 			    json_object_new_int(TK_RESULT_VERSION));
 		} else {
-			/* Only out of memory: ctl will say it is unsigned. */
+			/*
+			 * Out of memory or an HMAC failure: counted, and
+			 * qmp2mqtt-ctl will say the result is unsigned.
+			 */
+			cx->sign_errors++;
 			log_warnx("takeover %s/%s id=%.64s: result cannot be "
 			    "signed; published unsigned", v->cv->host,
 			    v->cv->name, id != NULL && *id ? id : "-");

@@ -49,6 +49,7 @@ struct cmd_ctx {
 	uint64_t		 forced;
 	uint64_t		 ignored;	/* requests for unknown VMs */
 	uint64_t		 unanswered;	/* refusals over the budget */
+	uint64_t		 sign_errors;	/* results published unsigned */
 	struct ratelim		 answers;	/* refusals answered + logged */
 	struct ratelim		 ignored_log;
 };

@@ -42,6 +42,7 @@
 #include "loop.h"
 #include "mqtt.h"
 #include "takeover.h"
+#include "tkresult.h"
 #include "topic.h"
 
 #define GENKEY_BYTES	32

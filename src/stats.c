@@ -160,6 +160,7 @@ stats_publish(const struct stats_src *src)
 	add_u64(cmd, "ignored", cx->ignored);
 	add_u64(cmd, "forced", cx->forced);
 	add_u64(cmd, "unanswered", cx->unanswered);
+	add_u64(cmd, "sign_errors", cx->sign_errors);
 	json_object_object_add(cmd, "by_reason", by);
 	warn = json_object_new_array();
 	for (size_t i = 0; i < cf->nwarnings; i++)

@@ -77,7 +77,7 @@ def sign(key, host, vm, rid, issued_us, expect_mode=None, force=False,
 
 
 def result_canonical(r):
-    """The result canonical string v2 (see src/takeover.h) of the result
+    """The result canonical string v2 (see src/tkresult.h) of the result
     object r: every member but sig, strings as <byte length>:<bytes>,
     null as "-", booleans 1/0, integers in decimal."""
     def st(x):

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for src/takeover.c.
+ * libFuzzer target for src/takeover.c and src/tkresult.c.
  *
  * The input is a takeover request payload.  It is parsed with and without
  * HMAC auth, and every accepted request is checked against the contract
@@ -13,7 +13,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
  *     $(pkg-config --cflags json-c) -Isrc -o fuzz_takeover \
- *     tests/fuzz/fuzz_takeover.c src/takeover.c -ljson-c -lcrypto
+ *     tests/fuzz/fuzz_takeover.c src/takeover.c src/tkresult.c src/tkcache.c \
+ *     -ljson-c -lcrypto
  *   ./fuzz_takeover -max_total_time=60 tests/fuzz/corpus/takeover
  *
  * The fixed key is "fuzz-key"; a request signed with it for host "hv1",
@@ -28,6 +29,7 @@
 
 #include "takeover.h"
 #include "tkcache.h"
+#include "tkresult.h"
 
 #define HOST	"hv1"
 #define VM	"vm1"
