@@ -11,10 +11,10 @@
  * payloads are bad requests), computes and verifies its HMAC-SHA256 over a
  * canonical string that binds host, vm, id, issued_us, expect_mode, force
  * and the MQTT 5 Response Topic and Correlation Data it came with,
- * checks its age against a window, and remembers the ids it has accepted
- * so that a replay is refused and a QoS 1 duplicate is answered with the
- * first result instead of being executed twice.  No I/O, no clock: the
- * caller passes the time in.  Executing a request is bridge.c's job.
+ * and checks its age against a window.  Remembering the ids accepted (a
+ * replay refused, a QoS 1 duplicate answered with the first result) is
+ * tkcache.c's job, signing and checking results tkresult.c's, executing a
+ * request command.c's.  No I/O, no clock: the caller passes the time in.
  *
  * Canonical request string (what is signed), fields separated by '\n':
  *   "qmp2mqtt-takeover-v2\n<host>\n<vm>\n<id>\n<issued_us>\n<expect_mode>
