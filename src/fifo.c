@@ -32,7 +32,7 @@ struct fifo_entry {
 struct fifo {
 	struct fifo_entry	*head, *tail, *next;
 	size_t			 count;
-	size_t			 nstate;	/* FIFO_STATE entries in count */
+	size_t			 nstate;	/* of count, FIFO_STATE ones */
 	size_t			 inflight;
 	size_t			 bound;
 	fifo_drop_cb		 dropped;

@@ -8,10 +8,11 @@
  * each with the token the sender got for it); [next, tail] wait, and
  * fifo_next() is the first of them.  An entry leaves the queue through
  * fifo_done() (acknowledged, refused for good, never sendable) wherever
- * it is, or when the bound or a newer state message of its topic drops
- * it.  After a connection loss fifo_rewind() marks every in-flight entry
- * waiting again by moving `next' back to the head: they are sent again
- * from the oldest, in their original order.
+ * it is, or when the bound drops it; a state message also when a newer
+ * one of its topic replaces it, and at a rewind.  After a connection
+ * loss fifo_rewind() marks every in-flight entry waiting again by moving
+ * `next' back to the head: they are sent again from the oldest, in their
+ * original order.
  *
  * Current-state messages (FIFO_STATE) are coalesced per topic through a
  * small hash map: at most one waits per topic, and a newer one replaces
@@ -21,11 +22,12 @@
  * current state once reconnected), do not count against the bound and
  * are never dropped by it.
  *
- * The bound: a message that finds `bound' others (states aside) queued
- * first drops the oldest waiting one that is not a state message (never
- * one in flight), reported through the drop callback.  With a spool set,
- * every message but state, volatile and correlated ones is appended to it
- * when pushed, and marked done there when it leaves the queue.
+ * The bound: pushing a message other than a state one while `bound' such
+ * messages are queued first drops the oldest waiting one that is not a
+ * state message, reported through the drop callback; never one in flight
+ * (with none waiting, the bound is exceeded).  With a spool set, every
+ * message but state, volatile and correlated ones is appended to it when
+ * pushed, and marked done there when it leaves the queue.
  */
 #ifndef QMP2MQTT_FIFO_H
 #define QMP2MQTT_FIFO_H
@@ -63,7 +65,7 @@ typedef void	(*fifo_drop_cb)(void *arg, const char *topic);
 
 /* Returns an empty queue, or NULL when out of memory. */
 struct fifo	*fifo_new(size_t bound, fifo_drop_cb, void *arg);
-/* Frees the queue and what it holds (the spool keeps it).  NULL: no-op. */
+/* Frees the queue and its entries (the spool keeps them).  NULL: no-op. */
 void		 fifo_free(struct fifo *);
 /*
  * Makes the queue durable from now on (see above); the caller keeps
@@ -78,9 +80,9 @@ void		 fifo_set_spool(struct fifo *, struct spool *sp);
  * room at the bound first.  Returns 1 when a waiting state message was
  * replaced, 0 when none was, or -1 when out of memory (nothing changed).
  */
-int		 fifo_push(struct fifo *, const char *topic, const void *payload,
-		    size_t len, int qos, int flags, const void *corr,
-		    size_t corr_len, uint64_t sid);
+int		 fifo_push(struct fifo *, const char *topic,
+		    const void *payload, size_t len, int qos, int flags,
+		    const void *corr, size_t corr_len, uint64_t sid);
 
 /* The first waiting entry (the next to send), or NULL. */
 struct fifo_entry *fifo_next(const struct fifo *);

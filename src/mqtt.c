@@ -273,10 +273,10 @@ uncork(struct loop *l, struct loop_timer *t, void *arg)
 static int
 send_msg(struct mqtt *m, const struct fifo_msg *msg, int *token)
 {
-	MQTTAsync_message		pm = MQTTAsync_message_initializer;
-	MQTTAsync_responseOptions	ro = MQTTAsync_responseOptions_initializer;
-	MQTTProperty			prop;
-	int				rc;
+	MQTTAsync_message	  pm = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	MQTTProperty		  prop;
+	int			  rc;
 
 	pm.payload = msg->payload;
 	pm.payloadlen = (int)msg->len;
