@@ -1,8 +1,10 @@
 /*
- * mqtt: see mqtt.h.  This file is the loop thread's side (the FIFO, the
- * connection, events from the queue); mqttcb.c is Paho's side (callbacks
- * that only post events), mqttcode.c the reason codes in words; they
- * share mqtt_int.h.  No other module includes Paho.
+ * mqtt: see mqtt.h.  This file is the loop thread's side (the connection,
+ * the FIFO's window, events from the queue); mqttcb.c is Paho's side
+ * (callbacks that only post events), mqttcode.c the reason codes in words;
+ * they share mqtt_int.h.  No other module includes Paho.  The FIFO itself
+ * (order, coalescing, the bound, the spool's records) is fifo.c's, which
+ * knows nothing of Paho.
  *
  * Threads: Paho's callbacks (on its threads) only allocate a struct mev,
  * append it to m->evq under m->lock and write the eventfd.  Everything
@@ -19,12 +21,14 @@
  * old one is destroyed: destroying the last client stops Paho's threads
  * (sleeping 100 ms steps on the loop thread).
  *
- * The FIFO is one list, oldest first.  Entries [head, next) have been
- * handed to Paho (in flight, at most inflight_max); [next, tail] wait.
- * An acknowledgement removes its entry wherever it is (tokens identify
- * them).  On a connection loss every in-flight entry is simply marked
- * unsent again by moving `next` back to the head, so the order on the
- * wire after reconnecting is the original order.
+ * The FIFO is one list, oldest first (fifo.h).  Entries [head, next) have
+ * been handed to Paho (in flight, at most the window); [next, tail] wait.
+ * pump() hands fifo_next() to Paho while the window has room and marks it
+ * sent under Paho's token; an acknowledgement finds its entry by that
+ * token (fifo_find) and removes it wherever it is.  On a connection loss
+ * fifo_rewind() marks every in-flight entry unsent again by moving `next'
+ * back to the head, so the order on the wire after reconnecting is the
+ * original order.
  */
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -33,7 +37,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +47,7 @@
 
 #include "backoff.h"
 #include "config.h"
+#include "fifo.h"
 #include "log.h"
 #include "loop.h"
 #include "mqtt.h"
@@ -111,226 +115,45 @@ ratelog_report(struct loop *l, struct loop_timer *t, void *arg)
 	}
 }
 
-/* --- the FIFO ----------------------------------------------------------- */
+/* --- queueing ----------------------------------------------------------- */
 
-static unsigned
-topic_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
+_Static_assert(MQTT_PUB_STATE == FIFO_STATE, "fifo.h's flags are mqtt.h's");
+_Static_assert(MQTT_PUB_VOLATILE == FIFO_VOLATILE,
+    "fifo.h's flags are mqtt.h's");
 
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h & (STATE_BUCKETS - 1);
-}
-
-/* The pending (not handed to Paho) state entry for topic, or NULL. */
-static struct entry *
-state_find(struct mqtt *m, const char *topic)
-{
-	struct entry *e;
-
-	for (e = m->states[topic_hash(topic)]; e != NULL; e = e->hnext)
-		if (strcmp(e->topic, topic) == 0)
-			return e;
-	return NULL;
-}
-
+/* The FIFO's drop callback: a message dropped at the bound. */
 static void
-state_add(struct mqtt *m, struct entry *e)
+fifo_dropped(void *arg, const char *topic)
 {
-	unsigned h = topic_hash(e->topic);
+	struct mqtt *m = arg;
 
-	e->hnext = m->states[h];
-	m->states[h] = e;
-	e->hashed = 1;
-}
-
-static void
-state_del(struct mqtt *m, struct entry *e)
-{
-	struct entry **pp;
-
-	if (!e->hashed)
-		return;
-	for (pp = &m->states[topic_hash(e->topic)]; *pp != NULL;
-	    pp = &(*pp)->hnext)
-		if (*pp == e) {
-			*pp = e->hnext;
-			break;
-		}
-	e->hashed = 0;
-	e->hnext = NULL;
-}
-
-/* The entry is finished (acknowledged or dropped): forget it durably. */
-static void
-entry_done(struct mqtt *m, struct entry *e)
-{
-	if (e->sid != 0 && m->spool != NULL) {
-		spool_ack(m->spool, e->sid);
-		m->spooled_bytes -= e->len + strlen(e->topic);
-	}
-}
-
-static void
-entry_free(struct entry *e)
-{
-	free(e);
-}
-
-static void
-unlink_entry(struct mqtt *m, struct entry *e)
-{
-	state_del(m, e);
-	if (m->next == e)
-		m->next = e->next;
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		m->head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		m->tail = e->prev;
-	if (e->inflight)
-		m->inflight--;
-	m->count--;
-	if (e->flags & MQTT_PUB_STATE)
-		m->nstate--;
-	m->stats.buffered = m->count;
-	m->stats.inflight = m->inflight;
-}
-
-/*
- * Drops the oldest message that is neither in flight nor a state message
- * (current state is small, bounded by the number of VMs, and must reach
- * the broker); returns 0, or -1 if there is none.
- */
-static int
-drop_oldest(struct mqtt *m)
-{
-	struct entry	*e = m->next;
-
-	while (e != NULL && (e->flags & MQTT_PUB_STATE))
-		e = e->next;
-	if (e == NULL)
-		return -1;
-	unlink_entry(m, e);
-	entry_done(m, e);
 	m->stats.dropped++;
 	if (ratelog_ok(m, &m->rl_drop))
 		log_warnx("MQTT buffer full (%zu messages): dropped the oldest "
-		    "(%s); %llu dropped so far", m->cf->buffer_max, e->topic,
+		    "(%s); %llu dropped so far", m->cf->buffer_max, topic,
 		    (unsigned long long)m->stats.dropped);
-	entry_free(e);
-	return 0;
-}
-
-/*
- * After a loss: in-flight entries are unsent again, in order (resent from
- * the oldest); state entries go (the connected callback republishes).
- */
-static void
-rewind_fifo(struct mqtt *m)
-{
-	struct entry	*e, *nx;
-	size_t		 resent = 0;
-
-	for (e = m->head; e != NULL; e = nx) {
-		nx = e->next;
-		if (e->inflight) {
-			e->inflight = 0;
-			e->token = 0;
-			resent++;
-		}
-		if (e->flags & MQTT_PUB_STATE) {
-			unlink_entry(m, e);
-			entry_free(e);
-		}
-	}
-	m->inflight = 0;
-	m->next = m->head;
-	m->stats.resent += resent;
-	m->stats.buffered = m->count;
-	m->stats.inflight = 0;
 }
 
 /*
  * Appends a message to the FIFO (sid: its spool id, or 0 to spool it now
- * when a spool is set and it is not a state message).  A state message
- * replaces the pending one of its topic, if any.  0 or -1.
+ * when it qualifies) and sends what the window allows.  0 or -1.
  */
 static int
 enqueue(struct mqtt *m, const char *topic, const void *payload,
     size_t len, int qos, int flags, const void *corr, size_t corr_len,
     uint64_t sid)
 {
-	struct entry	*e, *old;
-	size_t		 tlen = strlen(topic) + 1;
+	int replaced;
 
-	if (corr == NULL)
-		corr_len = 0;
-	if ((e = malloc(sizeof(*e) + tlen + len + corr_len)) == NULL) {
+	replaced = fifo_push(m->fifo, topic, payload, len, qos, flags, corr,
+	    corr_len, sid);
+	if (replaced == -1) {
 		log_warnx("mqtt: out of memory queueing %s", topic);
 		m->stats.dropped++;
 		return -1;
 	}
-	memset(e, 0, sizeof(*e));
-	e->topic = e->data;
-	memcpy(e->topic, topic, tlen);
-	e->payload = e->data + tlen;
-	memcpy(e->payload, payload, len);
-	e->len = len;
-	if (corr != NULL) {
-		e->corr = e->payload + len;
-		memcpy(e->corr, corr, corr_len);
-		e->corr_len = corr_len;
-	}
-	e->qos = qos;
-	e->flags = flags;
-	if (sid == 0 && m->spool != NULL &&
-	    !(flags & (MQTT_PUB_STATE | MQTT_PUB_VOLATILE)) && corr == NULL)
-		sid = spool_append(m->spool, topic, payload, len, qos, flags);
-	if ((e->sid = sid) != 0)
-		m->spooled_bytes += len + strlen(topic);
-	if ((flags & MQTT_PUB_STATE) && (old = state_find(m, topic)) != NULL) {
-		/* Coalesce: the newer state goes to the tail, behind whatever
-		 * was queued since the older one. */
-		unlink_entry(m, old);
-		entry_done(m, old);
-		entry_free(old);
-		m->stats.coalesced++;
-	}
-	/* The bound counts events and results, not current-state messages. */
-	while (!(flags & MQTT_PUB_STATE) &&
-	    m->count - m->nstate >= m->cf->buffer_max)
-		if (drop_oldest(m) == -1)
-			break;
-	e->prev = m->tail;
-	if (m->tail != NULL)
-		m->tail->next = e;
-	else
-		m->head = e;
-	m->tail = e;
-	if (m->next == NULL)
-		m->next = e;
-	m->count++;
-	if (flags & MQTT_PUB_STATE) {
-		m->nstate++;
-		state_add(m, e);
-	}
+	m->stats.coalesced += (uint64_t)replaced;
 	m->stats.queued++;
-	m->stats.buffered = m->count;
-	m->trim_bytes += sizeof(*e) + tlen + len;
-	/*
-	 * A single large message (the stats of thousands of VMs, ~140 bytes
-	 * each) is built, copied and freed in holes of the heap whose pages
-	 * a trim had given back: trim again after it, or the holes stay
-	 * resident (measured at 10 000 VMs: +1.4 MiB for good after the
-	 * first stats message).
-	 */
-	if (len >= TRIM_LARGE)
-		m->trim_bytes += TRIM_BYTES;
 	pump(m);
 	flow_check(m);
 	return 0;
@@ -359,28 +182,8 @@ void
 mqtt_set_spool(struct mqtt *m, struct spool *sp)
 {
 	m->spool = sp;
+	fifo_set_spool(m->fifo, sp);
 	spool_replay(sp, replay_one, m);
-}
-
-/* Rewrites the spool with only the live messages when it has grown. */
-static void
-maybe_compact(struct mqtt *m)
-{
-	struct entry *e;
-
-	if (m->spool == NULL || !spool_should_compact(m->spool,
-	    m->spooled_bytes))
-		return;
-	spool_flush(m->spool);
-	if (spool_compact_begin(m->spool) == -1)
-		return;
-	for (e = m->head; e != NULL; e = e->next)
-		if (e->sid != 0 && spool_compact_add(m->spool, e->sid, e->topic,
-		    e->payload, e->len, e->qos, e->flags) == -1)
-			return;
-	if (spool_compact_commit(m->spool) == 0)
-		log_debug("mqtt: spool compacted to %llu bytes",
-		    (unsigned long long)spool_size(m->spool));
 }
 
 int
@@ -397,19 +200,20 @@ mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
 static void
 flow_check(struct mqtt *m)
 {
-	int full;
+	size_t	count = fifo_count(m->fifo);
+	int	full;
 
 	if (!m->connected)
 		full = 0;
 	else if (m->full)
-		full = m->count > m->high_water / 2;
+		full = count > m->high_water / 2;
 	else
-		full = m->count >= m->high_water;
+		full = count >= m->high_water;
 	if (full == m->full)
 		return;
 	m->full = full;
 	log_debug("mqtt: %s (%zu queued)", full ? "backpressure on" :
-	    "backpressure off", m->count);
+	    "backpressure off", count);
 	if (m->cb.flow != NULL)
 		m->cb.flow(m, full, m->arg);
 }
@@ -434,14 +238,9 @@ flow_check(struct mqtt *m)
 static int
 batch_ready(const struct mqtt *m)
 {
-	const struct entry	*e = m->next;
-	size_t			 n = 0;
-
-	if (m->window - m->inflight < CORK_MIN)
+	if (m->window - fifo_inflight(m->fifo) < CORK_MIN)
 		return 0;
-	for (; e != NULL && n < CORK_MIN; e = e->next)
-		n++;
-	return n == CORK_MIN;
+	return fifo_waiting(m->fifo, CORK_MIN) == CORK_MIN;
 }
 
 static void
@@ -467,67 +266,77 @@ uncork(struct loop *l, struct loop_timer *t, void *arg)
 		    sizeof(zero));
 }
 
+/*
+ * Hands one message to Paho, corking the socket first when a batch is
+ * ready; sets *token.  Paho's return code.
+ */
+static int
+send_msg(struct mqtt *m, const struct fifo_msg *msg, int *token)
+{
+	MQTTAsync_message	  pm = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	MQTTProperty		  prop;
+	int			  rc;
+
+	pm.payload = msg->payload;
+	pm.payloadlen = (int)msg->len;
+	pm.qos = msg->qos;
+	pm.retained = (msg->flags & MQTT_PUB_RETAIN) != 0;
+	ro.context = m->conn;
+	if (m->cf->mqtt_version == 5) {
+		ro.onSuccess5 = cb_pub_ok5;
+		ro.onFailure5 = cb_pub_fail5;
+		if (msg->corr != NULL) {
+			memset(&prop, 0, sizeof(prop));
+			prop.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
+			prop.value.data.data = msg->corr;
+			prop.value.data.len = (int)msg->corr_len;
+			MQTTProperties_add(&pm.properties, &prop);
+		}
+	} else {
+		ro.onSuccess = cb_pub_ok;
+		ro.onFailure = cb_pub_fail;
+	}
+	if (!m->corked && m->sock != -1 && batch_ready(m)) {
+		cork(m);
+		if (m->corked && m->uncork_timer != NULL)
+			loop_timer_arm(m->uncork_timer, 0);
+	}
+	rc = MQTTAsync_sendMessage(m->cli, msg->topic, &pm, &ro);
+	MQTTProperties_free(&pm.properties);
+	*token = ro.token;
+	return rc;
+}
+
 /* Hands waiting entries to Paho while the window has room. */
 static void
 pump(struct mqtt *m)
 {
-	while (m->connected && !m->holding && m->next != NULL &&
-	    m->inflight < m->window) {
-		struct entry		*e = m->next;
-		MQTTAsync_message	 pm = MQTTAsync_message_initializer;
-		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-		MQTTProperty		 prop;
-		int			 rc;
+	struct fifo_entry	*e;
+	const struct fifo_msg	*msg;
+	int			 rc, token;
 
-		pm.payload = e->payload;
-		pm.payloadlen = (int)e->len;
-		pm.qos = e->qos;
-		pm.retained = (e->flags & MQTT_PUB_RETAIN) != 0;
-		ro.context = m->conn;
-		if (m->cf->mqtt_version == 5) {
-			ro.onSuccess5 = cb_pub_ok5;
-			ro.onFailure5 = cb_pub_fail5;
-			if (e->corr != NULL) {
-				memset(&prop, 0, sizeof(prop));
-				prop.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
-				prop.value.data.data = e->corr;
-				prop.value.data.len = (int)e->corr_len;
-				MQTTProperties_add(&pm.properties, &prop);
-			}
-		} else {
-			ro.onSuccess = cb_pub_ok;
-			ro.onFailure = cb_pub_fail;
-		}
-		if (!m->corked && m->sock != -1 && batch_ready(m)) {
-			cork(m);
-			if (m->corked && m->uncork_timer != NULL)
-				loop_timer_arm(m->uncork_timer, 0);
-		}
-		rc = MQTTAsync_sendMessage(m->cli, e->topic, &pm, &ro);
-		MQTTProperties_free(&pm.properties);
+	while (m->connected && !m->holding &&
+	    (e = fifo_next(m->fifo)) != NULL &&
+	    fifo_inflight(m->fifo) < m->window) {
+		msg = fifo_msg(e);
+		rc = send_msg(m, msg, &token);
 		if (rc == MQTTASYNC_DISCONNECTED ||
 		    rc == MQTTASYNC_MAX_BUFFERED_MESSAGES ||
 		    rc == MQTTASYNC_OPERATION_INCOMPLETE) {
-			log_debug("mqtt: send %s deferred: %s", e->topic,
+			log_debug("mqtt: send %s deferred: %s", msg->topic,
 			    MQTTAsync_strerror(rc));
 			return;	/* retried on the next ack or connect */
 		}
 		if (rc != MQTTASYNC_SUCCESS) {
 			/* Never sendable (bad topic...): must not block the rest. */
 			log_warnx("mqtt: cannot publish to %s: %s; dropped",
-			    e->topic, MQTTAsync_strerror(rc));
-			unlink_entry(m, e);
-			entry_done(m, e);
+			    msg->topic, MQTTAsync_strerror(rc));
+			fifo_done(m->fifo, e);
 			m->stats.dropped++;
-			entry_free(e);
 			continue;
 		}
-		state_del(m, e);	/* no longer pending: not coalesced */
-		e->token = ro.token;
-		e->inflight = 1;
-		m->inflight++;
-		m->next = e->next;
-		m->stats.inflight = m->inflight;
+		fifo_sent(m->fifo, token);
 	}
 }
 
@@ -539,23 +348,11 @@ pump(struct mqtt *m)
 static void
 hold_release(struct mqtt *m)
 {
-	struct entry *e, *nx;
-
-	if (!m->holding || !m->hold_due || m->inflight > 0)
+	if (!m->holding || !m->hold_due || fifo_inflight(m->fifo) > 0)
 		return;
 	m->holding = 0;
 	m->hold_due = 0;
-	for (e = m->head; e != NULL && e != m->next; e = nx) {
-		nx = e->next;
-		/* A state refused for now, replaced meanwhile: stale. */
-		if ((e->flags & MQTT_PUB_STATE) && state_find(m, e->topic)) {
-			unlink_entry(m, e);
-			entry_free(e);
-			m->stats.coalesced++;
-		} else if (e->flags & MQTT_PUB_STATE)
-			state_add(m, e);
-	}
-	m->next = m->head;
+	m->stats.coalesced += fifo_retry(m->fifo);
 	pump(m);
 	flow_check(m);
 }
@@ -572,95 +369,78 @@ hold_timer_cb(struct loop *l, struct loop_timer *t, void *arg)
 /* A client-side failure on the current connection: start a fresh one. */
 static void	on_lost(struct mqtt *, const char *, int);
 
+/*
+ * Refused for now (quota, busy...): the entry stays where it is, no new
+ * message is handed to Paho, and after a jittered backoff (and once the
+ * rest of the window is answered) it goes again first.  Messages already
+ * in flight behind it may still get through before it.
+ */
+static void
+refused_for_now(struct mqtt *m, struct fifo_entry *e, int code)
+{
+	const char	*s = mqtt_reason_str(code);
+	const char	*topic = fifo_msg(e)->topic;
+	uint32_t	 delay;
+
+	fifo_unsend(m->fifo, e);
+	m->stats.resent++;
+	if (!m->holding) {
+		m->holding = 1;
+		m->hold_due = 0;
+		delay = backoff_next(&m->rbo);
+		loop_timer_arm(m->hold_timer, delay);
+		if (ratelog_ok(m, &m->rl_retry))
+			log_warnx("mqtt: broker refused publish to %s for now: "
+			    "%s (reason 0x%02x); retrying in %u ms", topic,
+			    s ? s : "?", code, delay);
+	} else if (ratelog_ok(m, &m->rl_retry))
+		log_warnx("mqtt: broker refused publish to %s for now: "
+		    "%s (reason 0x%02x)", topic, s ? s : "?", code);
+}
+
 static void
 on_ack(struct mqtt *m, int token, int ok, int code)
 {
-	struct entry	*e;
-	uint32_t	 delay;
+	struct fifo_entry	*e;
+	const char		*topic, *s;
+	char			 why[256];
 
-	for (e = m->head; e != NULL && e != m->next; e = e->next)
-		if (e->inflight && e->token == token)
-			break;
-	if (e == NULL || e == m->next)
+	if ((e = fifo_find(m->fifo, token)) == NULL)
 		return;		/* stale */
-	if (!ok && code >= 0x80 && mqtt_refusal_permanent(code)) {
-		/* The broker will never take it: drop it, counted. */
-		unlink_entry(m, e);
-		entry_done(m, e);
-		m->stats.refused++;
-		if (ratelog_ok(m, &m->rl_refused)) {
-			const char *s = mqtt_reason_str(code);
-			log_warnx("mqtt: broker refused publish to %s: %s "
-			    "(reason 0x%02x); dropped; %llu refused so far",
-			    e->topic, s ? s : "?", code,
-			    (unsigned long long)m->stats.refused);
-		}
-		entry_free(e);
-		hold_release(m);
-		if (m->full)
-			flow_check(m);
+	topic = fifo_msg(e)->topic;
+	if (!ok && code >= 0x80 && !mqtt_refusal_permanent(code)) {
+		refused_for_now(m, e, code);
 		return;
 	}
-	if (!ok && code >= 0x80) {
-		/*
-		 * Refused for now (quota, busy...): it stays where it is, no
-		 * new message is handed to Paho, and after a jittered backoff
-		 * (and once the rest of the window is answered) it goes again
-		 * first.  Messages already in flight behind it may still get
-		 * through before it.
-		 */
-		const char *s = mqtt_reason_str(code);
-
-		e->inflight = 0;
-		e->token = 0;
-		m->inflight--;
-		m->stats.inflight = m->inflight;
-		m->stats.resent++;
-		if (!m->holding) {
-			m->holding = 1;
-			m->hold_due = 0;
-			delay = backoff_next(&m->rbo);
-			loop_timer_arm(m->hold_timer, delay);
-			if (ratelog_ok(m, &m->rl_retry))
-				log_warnx("mqtt: broker refused publish to %s "
-				    "for now: %s (reason 0x%02x); retrying in "
-				    "%u ms", e->topic, s ? s : "?", code, delay);
-		} else if (ratelog_ok(m, &m->rl_retry))
-			log_warnx("mqtt: broker refused publish to %s for now: "
-			    "%s (reason 0x%02x)", e->topic, s ? s : "?", code);
-		return;
-	}
-	if (!ok) {
+	if (!ok && code < 0x80) {
 		/*
 		 * A client-side failure: Paho released the token, but may
 		 * still hold later messages.  Only a fresh connection puts
 		 * everything back in order: drop this one.
 		 */
-		char why[256];
-
 		snprintf(why, sizeof(why), "publish to %s failed (%s)",
-		    e->topic, MQTTAsync_strerror(code));
+		    topic, MQTTAsync_strerror(code));
 		on_lost(m, why, 0);
 		return;
 	}
-	unlink_entry(m, e);
-	entry_done(m, e);
-	m->stats.published++;
-	entry_free(e);
-	if (m->count == 0 && m->trim_bytes >= TRIM_BYTES) {
-		/*
-		 * The FIFO drained after many messages (a burst, every VM's
-		 * retained state at start): give the memory back (glibc keeps
-		 * freed chunks in the middle of the heap otherwise: measured
-		 * 37 -> 30 MiB after starting 10 000 VMs).  At most once per
-		 * TRIM_BYTES queued or TRIM_LARGE message (a trim walks the
-		 * heap's free chunks: ~1 ms at 20 MiB).
-		 */
-		m->trim_bytes = 0;
-		malloc_trim(0);
+	if (ok) {
+		fifo_done(m->fifo, e);
+		m->stats.published++;
+		fifo_trim(m->fifo);
+		if (!m->holding)
+			backoff_reset(&m->rbo);
+	} else {
+		/* The broker will never take it: drop it, counted. */
+		m->stats.refused++;
+		if (ratelog_ok(m, &m->rl_refused)) {
+			s = mqtt_reason_str(code);
+			log_warnx("mqtt: broker refused publish to %s: %s "
+			    "(reason 0x%02x); dropped; %llu refused so far",
+			    topic, s ? s : "?", code,
+			    (unsigned long long)m->stats.refused);
+		}
+		fifo_done(m->fifo, e);
 	}
-	if (!m->holding)
-		backoff_reset(&m->rbo);
 	hold_release(m);
 	if (m->full)
 		flow_check(m);
@@ -1099,12 +879,12 @@ on_lost(struct mqtt *m, const char *why, int attempt)
 	m->connected = 0;
 	if (was)
 		log_warnx("mqtt: connection lost: %s; %zu message(s) buffered",
-		    why ? why : "?", m->count);
+		    why ? why : "?", fifo_count(m->fifo));
 	m->holding = 0;
 	m->hold_due = 0;
 	loop_timer_disarm(m->hold_timer);
 	client_renew(m);
-	rewind_fifo(m);
+	m->stats.resent += fifo_rewind(m->fifo);
 	flow_check(m);
 	if (m->cb.lost != NULL && (was || attempt))
 		m->cb.lost(m, m->arg);
@@ -1207,7 +987,7 @@ next:
 		pump(m);
 	if (m->spool != NULL) {
 		spool_flush(m->spool);	/* this batch's acknowledgements */
-		maybe_compact(m);
+		fifo_compact(m->fifo);
 	}
 }
 
@@ -1246,13 +1026,14 @@ drain(struct loop *l, int fd, uint32_t events, void *arg)
 static void
 ack_mode(struct mqtt *m)
 {
+	size_t	inflight = fifo_inflight(m->fifo);
 	int	want, kick = 0;
 
-	if (m->inflight == 0)
+	if (inflight == 0)
 		m->ack_wait = 0;
 	want = m->draining || m->stopping || m->holding || m->full ||
-	    m->ack_wait || (m->connected && m->next != NULL) ||
-	    2 * m->inflight > m->window;
+	    m->ack_wait || (m->connected && fifo_next(m->fifo) != NULL) ||
+	    2 * inflight > m->window;
 	if (want != m->urgent) {
 		pthread_mutex_lock(&m->lock);
 		m->ack_urgent = want;
@@ -1266,10 +1047,10 @@ ack_mode(struct mqtt *m)
 			(void)!write(m->efd, &one, sizeof(one));
 		}
 	}
-	if (!want && m->inflight > 0) {
+	if (!want && inflight > 0) {
 		if (!loop_timer_armed(m->ack_timer))
 			loop_timer_arm(m->ack_timer, ACK_LAZY_MS);
-	} else if (m->inflight == 0)
+	} else if (inflight == 0)
 		loop_timer_disarm(m->ack_timer);
 }
 
@@ -1309,7 +1090,7 @@ ack_timer_cb(struct loop *l, struct loop_timer *t, void *arg)
 
 	e = evq_take(m, &dropped, 0);
 	evq_run(m, e, dropped);
-	if (m->inflight > 0)
+	if (fifo_inflight(m->fifo) > 0)
 		m->ack_wait = 1;
 }
 
@@ -1332,6 +1113,10 @@ mqtt_new(struct loop *loop, const struct config *cf, const char *will_topic,
 	m->keepalive = cf->keepalive_s;
 	m->window = cf->inflight_max;
 	pthread_mutex_init(&m->lock, NULL);
+	if ((m->fifo = fifo_new(cf->buffer_max, fifo_dropped, m)) == NULL) {
+		log_warn("mqtt_new");
+		goto fail;
+	}
 	backoff_init(&m->bo, cf->backoff_min_ms, cf->backoff_max_ms,
 	    (uint64_t)loop_wall_us() ^ (uint64_t)getpid());
 	/* Transient refusals: from 100 ms to 10 s. */
@@ -1375,7 +1160,6 @@ fail:
 void
 mqtt_free(struct mqtt *m)
 {
-	struct entry	*e, *en;
 	struct sub	*s, *sn;
 	struct mev	*v, *vn;
 
@@ -1399,10 +1183,7 @@ mqtt_free(struct mqtt *m)
 	if (m->drop_timer != NULL)
 		ratelog_report(m->loop, m->drop_timer, m);
 	loop_timer_free(m->drop_timer);
-	for (e = m->head; e != NULL; e = en) {
-		en = e->next;
-		entry_free(e);
-	}
+	fifo_free(m->fifo);
 	for (s = m->subs; s != NULL; s = sn) {
 		sn = s->next;
 		free(s->filter);
@@ -1512,15 +1293,17 @@ mqtt_connected(const struct mqtt *m)
 }
 
 const struct mqtt_stats *
-mqtt_stats(const struct mqtt *m)
+mqtt_stats(struct mqtt *m)
 {
+	m->stats.buffered = fifo_count(m->fifo);
+	m->stats.inflight = fifo_inflight(m->fifo);
 	return &m->stats;
 }
 
 size_t
 mqtt_pending(const struct mqtt *m)
 {
-	return m->count;
+	return fifo_count(m->fifo);
 }
 
 void
@@ -1533,13 +1316,14 @@ mqtt_shutdown(struct mqtt *m, const char *topic, const char *payload,
 	if (m->connected && topic != NULL)
 		mqtt_publish(m, topic, payload, strlen(payload), 1,
 		    MQTT_PUB_RETAIN);
-	while (m->connected && m->count > 0 && loop_now_ms() < deadline)
+	while (m->connected && fifo_count(m->fifo) > 0 &&
+	    loop_now_ms() < deadline)
 		loop_run_once(m->loop, 50);
 	if (m->spool != NULL)
 		spool_flush(m->spool);
-	if (m->count > 0)
+	if (fifo_count(m->fifo) > 0)
 		log_warnx("mqtt: %zu message(s) not delivered at shutdown",
-		    m->count);
+		    fifo_count(m->fifo));
 	m->stopping = 1;
 	loop_timer_disarm(m->timer);
 	loop_timer_disarm(m->hold_timer);

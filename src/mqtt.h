@@ -12,11 +12,11 @@
  * (lazy acks, mqttcb.c), so `published', `buffered', `inflight' and the
  * spool's record of acknowledged messages may lag that much.
  *
- * Outbound messages sit in the module's own FIFO, bounded by buffer_max
- * messages, and at most inflight_max of them (or the MQTT 5 broker's
- * Receive Maximum, if lower) are handed to Paho at once (Paho's own queue
- * is O(n) per send and silently drops past 100).  A
- * message leaves the FIFO only when the broker acknowledged it (QoS 1/2) or
+ * Outbound messages sit in the module's own FIFO (fifo.h), bounded by
+ * buffer_max messages, and at most inflight_max of them (or the MQTT 5
+ * broker's Receive Maximum, if lower) are handed to Paho at once (Paho's
+ * own queue is O(n) per send and silently drops past 100).  A message
+ * leaves the FIFO only when the broker acknowledged it (QoS 1/2) or
  * Paho wrote it (QoS 0); after a connection loss the unacknowledged ones
  * are sent again, in order, so an event can be duplicated (as QoS 1
  * allows) but never lost while it fits the bound.  When the bound is hit
@@ -177,7 +177,8 @@ int		 mqtt_reconfigure(struct mqtt *, const struct config *cf,
 void		 mqtt_set_spool(struct mqtt *, struct spool *sp);
 
 int		 mqtt_connected(const struct mqtt *);
-const struct mqtt_stats *mqtt_stats(const struct mqtt *);
+/* The counters; buffered and inflight as of this call. */
+const struct mqtt_stats *mqtt_stats(struct mqtt *);
 /* Messages queued or in flight. */
 size_t		 mqtt_pending(const struct mqtt *);
 

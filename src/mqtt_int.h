@@ -1,8 +1,8 @@
 /*
  * mqtt_int: what the broker client's files share (mqtt.c: the loop
- * thread's side, the FIFO and the connection; mqttcb.c: Paho's threads,
- * which only post events; mqttcode.c: reason codes in words).  Not for
- * other modules: mqtt.h is the interface.
+ * thread's side, the connection and the FIFO's window (the FIFO itself is
+ * fifo.c's); mqttcb.c: Paho's threads, which only post events; mqttcode.c:
+ * reason codes in words).  Not for other modules: mqtt.h is the interface.
  */
 #ifndef QMP2MQTT_MQTT_INT_H
 #define QMP2MQTT_MQTT_INT_H
@@ -17,6 +17,7 @@
 #include "backoff.h"
 #include "mqtt.h"
 
+struct fifo;
 struct loop;
 struct loop_timer;
 struct spool;
@@ -44,23 +45,6 @@ struct conn {
 	unsigned	 gen;
 };
 
-struct entry {
-	struct entry	*next, *prev;
-	struct entry	*hnext;		/* pending state entries by topic */
-	int		 token;		/* Paho's, while in flight */
-	uint64_t	 sid;		/* spool id, 0 if not spooled */
-	int		 inflight;
-	int		 hashed;	/* in m->states */
-	int		 qos;
-	int		 flags;
-	size_t		 len;
-	size_t		 corr_len;
-	char		*topic;		/* these three point into data[]: */
-	char		*payload;	/* one allocation per message */
-	char		*corr;		/* NULL when none */
-	char		 data[];
-};
-
 struct sub {
 	struct sub	*next;
 	char		*filter;
@@ -78,10 +62,7 @@ struct ratelog {
 	uint64_t	suppressed;
 };
 
-#define STATE_BUCKETS	1024	/* pending state entries, hashed by topic */
 #define ACK_LAZY_MS	100	/* longest wait of a queued ack (lazy acks) */
-#define TRIM_BYTES	(4u << 20)	/* queued bytes worth a malloc_trim */
-#define TRIM_LARGE	(512u << 10)	/* one message worth a malloc_trim */
 
 struct mqtt {
 	struct loop		*loop;
@@ -115,20 +96,14 @@ struct mqtt {
 	struct backoff		 bo;
 	struct loop_timer	*timer;
 
-	struct entry		*head, *tail, *next;
-	size_t			 count;
-	size_t			 nstate;	/* MQTT_PUB_STATE entries in count */
-	size_t			 inflight;
+	struct fifo		*fifo;		/* the outbound queue */
 	size_t			 window;	/* inflight_max, or the broker's
 						   Receive Maximum if lower */
-	struct entry		*states[STATE_BUCKETS];
 	struct sub		*subs;
 	int			 full;		/* flow: above high water */
 	size_t			 high_water;
 	struct spool		*spool;
-	size_t			 spooled_bytes;	/* live bytes in the spool */
 	struct mqtt_stats	 stats;
-	size_t			 trim_bytes;	/* queued since the last trim */
 
 	/* Lazy acks: the loop's side (see ack_mode in mqtt.c). */
 	int			 urgent;	/* the value set in ack_urgent */
