@@ -337,18 +337,24 @@ fifo_unsend(struct fifo *f, struct fifo_entry *e)
 size_t
 fifo_retry(struct fifo *f)
 {
-	struct fifo_entry	*e, *nx;
+	struct fifo_entry	*e, *pv;
 	size_t			 stale = 0;
 
-	for (e = f->head; e != NULL && e != f->next; e = nx) {
-		nx = e->next;
-		/* A state refused for now, replaced meanwhile: stale. */
-		if ((e->msg.flags & FIFO_STATE) &&
-		    state_find(f, e->msg.topic) != NULL) {
+	/*
+	 * Newest first, so that of two states of one topic refused together
+	 * the newer is kept: a state refused for now that a newer one (still
+	 * waiting, or refused after it) replaced is stale.
+	 */
+	for (e = f->next != NULL ? f->next->prev : f->tail; e != NULL;
+	    e = pv) {
+		pv = e->prev;
+		if (!(e->msg.flags & FIFO_STATE))
+			continue;
+		if (state_find(f, e->msg.topic) != NULL) {
 			unlink_entry(f, e);
 			free(e);
 			stale++;
-		} else if (e->msg.flags & FIFO_STATE)
+		} else
 			state_add(f, e);
 	}
 	f->next = f->head;

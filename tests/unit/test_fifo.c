@@ -414,6 +414,23 @@ test_retry(void **state)
 	assert_int_equal(push_on(f, "t/st", "s4", ST), 1);
 	send_all(f, 30, "s4");
 	fifo_free(f);
+
+	/* Two states of one topic refused together: the newer is kept. */
+	f = fifo_new(BIG, NULL, NULL);
+	push_on(f, "t/st", "s1", ST);
+	push(f, "a", EV);
+	send_n(f, 2, 40, got, sizeof(got));
+	assert_string_equal(got, "s1 a");
+	push_on(f, "t/st", "s2", ST);
+	send_n(f, 1, 42, got, sizeof(got));
+	assert_string_equal(got, "s2");
+	fifo_unsend(f, fifo_find(f, 40));
+	fifo_unsend(f, fifo_find(f, 42));
+	ack(f, 41);
+	assert_int_equal(fifo_retry(f), 1);
+	assert_int_equal(fifo_count(f), 1);
+	send_all(f, 50, "s2");
+	fifo_free(f);
 }
 
 /* Joins the first bytes of recovered payloads (up to a NUL) in got. */
