@@ -401,7 +401,7 @@ def test_unit(ctx):
         raise h.Skip("systemd-analyze not installed (Debian: systemd)")
     text = open(UNIT).read()
     for directive in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID",
-                      "WatchdogSec=", "DynamicUser=yes",
+                      "WatchdogSec=", "DynamicUser=yes", "User=qmp2mqttd\n",
                       "SupplementaryGroups=", "StateDirectory=qmp2mqtt",
                       "ProtectSystem=strict", "ProtectHome=yes",
                       "PrivateTmp=yes", "NoNewPrivileges=yes",
