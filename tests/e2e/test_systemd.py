@@ -400,8 +400,9 @@ def test_unit(ctx):
     if sa is None:
         raise h.Skip("systemd-analyze not installed (Debian: systemd)")
     text = open(UNIT).read()
-    for directive in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID",
-                      "WatchdogSec=", "DynamicUser=yes",
+    for directive in ("Type=notify",
+                      "ExecReload=/bin/sh -c 'kill -HUP $MAINPID'\n",
+                      "WatchdogSec=", "DynamicUser=yes", "User=qmp2mqttd\n",
                       "SupplementaryGroups=", "StateDirectory=qmp2mqtt",
                       "ProtectSystem=strict", "ProtectHome=yes",
                       "PrivateTmp=yes", "NoNewPrivileges=yes",
