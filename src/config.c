@@ -31,6 +31,7 @@ struct cctx {
 	char		*err;
 	size_t		 errlen;
 	int		 failed;
+	const struct config_load_opts *o;	/* never NULL */
 };
 
 static int
@@ -615,6 +616,37 @@ default_reply_prefix(struct cctx *c, struct config *cf)
 	return 0;
 }
 
+/*
+ * Reads the takeover key when it is needed: takeover enabled somewhere
+ * (any) with auth "hmac", or a key file named by the caller's options
+ * (which replaces takeover.key_file); never with the option no_key.
+ * g: the takeover group, or NULL.  0 or -1.
+ */
+static int
+takeover_key(struct cctx *c, const config_setting_t *g,
+    struct config_takeover *t, int any)
+{
+	const config_setting_t	*s = g != NULL ?
+	    config_setting_get_member(g, "key_file") : NULL;
+
+	if (c->o->no_key || t->auth != CONFIG_AUTH_HMAC)
+		return 0;
+	if (c->o->key_file != NULL) {
+		free(t->key_file);
+		if ((t->key_file = strdup(c->o->key_file)) == NULL)
+			return cerr(c, NULL, "takeover.key_file",
+			    "out of memory");
+		s = NULL;
+		any = 1;
+	}
+	if (!any)
+		return 0;
+	if (t->key_file == NULL)
+		return cerr(c, g, "takeover.key_file", "required when "
+		    "takeover is enabled with auth \"hmac\"");
+	return load_key(c, s, t);
+}
+
 static int
 parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 {
@@ -639,7 +671,7 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 				    "takeover { key_file = ...; } (or auth = "
 				    "\"acl\") is required", cf->vms[i].name,
 				    cf->vms[i].line);
-		return 0;
+		return takeover_key(c, NULL, t, 0);
 	}
 	if (check_members(c, g, "takeover", takeover_keys) == -1 ||
 	    get_bool(c, g, "takeover", "enabled", &t->enabled) == -1 ||
@@ -681,14 +713,7 @@ parse_takeover(struct cctx *c, struct config *cf, const config_setting_t *root)
 	for (size_t i = 0; i < cf->nvms; i++)
 		if (cf->vms[i].takeover == 1)
 			any = 1;
-	if (any && t->auth == CONFIG_AUTH_HMAC) {
-		if (t->key_file == NULL)
-			return cerr(c, g, "takeover.key_file", "required when "
-			    "takeover is enabled with auth \"hmac\"");
-		if (load_key(c, config_setting_get_member(g, "key_file"), t) == -1)
-			return -1;
-	}
-	return 0;
+	return takeover_key(c, g, t, any);
 }
 
 /* --- homeassistant = { ... } (hass.c) ---------------------------- */
@@ -1052,9 +1077,17 @@ static const char *const root_keys[] = { "bridge", "mqtt", "vms", "takeover",
 struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
+	return config_load_opts(path, NULL, err, errlen);
+}
+
+struct config *
+config_load_opts(const char *path, const struct config_load_opts *o,
+    char *err, size_t errlen)
+{
+	static const struct config_load_opts none;
 	config_t	 lc;
 	struct config	*cf;
-	struct cctx	 c = { path, err, errlen, 0 };
+	struct cctx	 c = { path, err, errlen, 0, o != NULL ? o : &none };
 	config_setting_t *root;
 
 	err[0] = '\0';

@@ -131,6 +131,19 @@ struct config {
  * the form "FILE:LINE: key: problem" in err.
  */
 struct config	*config_load(const char *path, char *err, size_t errlen);
+/*
+ * What the operator's client (qmp2mqtt-ctl) may change when it reads the
+ * daemon's file: the daemon's key may be a credential only it can read.
+ */
+struct config_load_opts {
+	const char	*key_file;	/* read instead of takeover.key_file
+					   (whether or not takeover is
+					   enabled), or NULL */
+	int		 no_key;	/* no takeover key is read at all */
+};
+/* config_load() with opts (NULL: none). */
+struct config	*config_load_opts(const char *path,
+		    const struct config_load_opts *, char *err, size_t errlen);
 void		 config_free(struct config *);	/* NULL is a no-op */
 
 /* Whether takeover is enabled for vm (per-VM override, else global). */

@@ -55,6 +55,7 @@ struct ctl {
 	enum ctl_cmd	 cmd;
 	const char	*file;		/* configuration */
 	const char	*keyout;	/* genkey FILE */
+	const char	*key;		/* --key FILE, or NULL */
 	int		 verbose;
 	long		 wait_s;	/* -1: the command's default */
 	int		 force;
@@ -86,7 +87,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: qmp2mqtt-ctl [-c file] [-v] takeover HOST VM "
 	    "[--expect primary|secondary]\n"
-	    "                    [--force] [--wait SECONDS] [--id ID]\n"
+	    "                    [--force] [--wait SECONDS] [--id ID] "
+	    "[--key FILE]\n"
 	    "       qmp2mqtt-ctl [-c file] [-v] status HOST VM [--wait SECONDS]\n"
 	    "       qmp2mqtt-ctl genkey FILE\n"
 	    "\n"
@@ -101,6 +103,11 @@ usage(FILE *f)
 	    "  -c file   the daemon's configuration (default "
 	    "/etc/qmp2mqtt/qmp2mqtt.conf):\n"
 	    "            broker, base topic and takeover key are read from it\n"
+	    "  --key     the takeover key file to use instead of the one "
+	    "the configuration\n"
+	    "            names (which, given to the daemon as a systemd "
+	    "credential, only\n"
+	    "            the daemon can read); status needs no key\n"
 	    "  --expect  refuse unless the VM is in this COLO mode\n"
 	    "  --force   ask the bridge to take over even when its safety "
 	    "checks\n"
@@ -406,6 +413,7 @@ parse_args(struct ctl *c, int argc, char *argv[])
 		{ "expect", required_argument, NULL, 'e' },
 		{ "wait", required_argument, NULL, 'w' },
 		{ "id", required_argument, NULL, 'i' },
+		{ "key", required_argument, NULL, 'k' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -455,6 +463,9 @@ parse_args(struct ctl *c, int argc, char *argv[])
 			}
 			snprintf(c->id, sizeof(c->id), "%s", optarg);
 			break;
+		case 'k':
+			c->key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -466,7 +477,7 @@ parse_args(struct ctl *c, int argc, char *argv[])
 	nargs = argc - optind;
 	if (nargs >= 1 && strcmp(argv[optind], "genkey") == 0) {
 		if (nargs != 2 || c->expect != NULL || c->id[0] != '\0' ||
-		    c->force || c->wait_s != -1) {
+		    c->force || c->wait_s != -1 || c->key != NULL) {
 			usage(stderr);
 			return 2;
 		}
@@ -490,9 +501,9 @@ parse_args(struct ctl *c, int argc, char *argv[])
 		return 2;
 	}
 	if (!c->takeover && (c->expect != NULL || c->id[0] != '\0' ||
-	    c->force)) {
-		fprintf(stderr, "qmp2mqtt-ctl: --expect, --force and --id go "
-		    "with takeover\n");
+	    c->force || c->key != NULL)) {
+		fprintf(stderr, "qmp2mqtt-ctl: --expect, --force, --id and "
+		    "--key go with takeover\n");
 		return 2;
 	}
 	c->host = argv[optind + 1];
@@ -507,15 +518,17 @@ parse_args(struct ctl *c, int argc, char *argv[])
 static int
 load_config(struct ctl *c)
 {
-	char		 err[1024];
-	const char	*why;
+	struct config_load_opts	 o = { c->key, !c->takeover };
+	char			 err[1024];
+	const char		*why;
 
 	if ((why = topic_level_check(c->host)) != NULL ||
 	    (why = topic_level_check(c->vm)) != NULL) {
 		fprintf(stderr, "qmp2mqtt-ctl: bad HOST or VM: %s\n", why);
 		return 2;
 	}
-	if ((c->cf = config_load(c->file, err, sizeof(err))) == NULL) {
+	/* A status reads retained state: it needs no key. */
+	if ((c->cf = config_load_opts(c->file, &o, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "qmp2mqtt-ctl: %s\n", err);
 		return 2;
 	}

@@ -1046,9 +1046,60 @@ def test_ctl_errors(ctx):
     check_eq(rc, 1, "status with no retained state (stderr %r)" % err)
 
 
+def test_ctl_key_option(ctx):
+    """The daemon's key given to it as a systemd credential, which only it
+    can read: qmp2mqtt-ctl reads the daemon's configuration all the same,
+    signs with --key FILE, and needs no key for status."""
+    broker = ctx.mosquitto()
+    sim = ctx.sim(1, args=("--mode", "secondary"))
+    sub = ctx.subscriber(broker.port)
+    keyfile, _ = write_key(ctx)
+    d = takeover_daemon(ctx, with_dead_peer(ctx, sim.vms()), broker.port,
+                        {"enabled": True, "key_file": keyfile})
+    sim.wait_ready(1, 20)
+    h.wait_online(sub, ["vm1"], 20)
+    wait_subscribed(broker, d)
+    cred = os.path.join(ctx.dir, "credentials", "takeover.key")  # absent
+    check(keyfile in d.text, "the daemon's config names its key file")
+    conf = os.path.join(ctx.dir, "ctl-view.conf")
+    with open(conf, "w") as f:
+        f.write(d.text.replace(keyfile, cred))
+
+    rc, out, err, _ = run_ctl(["-c", conf, "status", h.HOST, "vm1"])
+    check_eq(rc, 0, "status with an unreadable key_file (stderr %r)" % err)
+    check_eq(json.loads(out).get("vm"), "vm1", "status printed the state")
+    rc, out, err, _ = run_ctl(["-c", conf, "takeover", h.HOST, "vm1",
+                               "--wait", "5"], timeout=15)
+    check_eq(rc, 2, "takeover without --key (stderr %r)" % err)
+    check("takeover.key_file" in err and cred in err,
+          "the error names the key file: %r" % err)
+    rc, out, err, _ = run_ctl(["-c", conf, "--key", keyfile, "status",
+                               h.HOST, "vm1"], timeout=15)
+    check_eq(rc, 2, "--key with status (stderr %r)" % err)
+
+    # A key that is not the bridge's: the request is refused, and the
+    # refusal, signed with the bridge's key, is not believed either.
+    other, _ = write_key(ctx, "other.key")
+    rc, out, err, _ = run_ctl(["-c", conf, "--key", other, "takeover",
+                               h.HOST, "vm1", "--wait", "4"], timeout=15)
+    check_eq(rc, 1, "takeover signed with another key (stderr %r)" % err)
+    check("bad signature" in err, "the unverifiable result named: %r" % err)
+    check_eq(sim.count("vm1")["heartbeats"], 0, "heartbeats after the "
+             "refused request")
+
+    rc, out, err, _ = run_ctl(["-c", conf, "--key", keyfile, "takeover",
+                               h.HOST, "vm1", "--expect", "secondary",
+                               "--wait", "15"], timeout=25)
+    check_eq(rc, 0, "takeover with --key (stderr %r)" % err)
+    res = json.loads(out)
+    check_eq((res.get("status"), res.get("reason")), ("ok", "ok"),
+             "the result ctl printed")
+    check_eq(sim.count("vm1")["heartbeats"], 1, "heartbeats of vm1")
+
+
 if __name__ == "__main__":
     h.main(test_refusals, test_missing_signature, test_retained_request,
            test_success_duplicate_replay_interval, test_concurrent_requests,
            test_response_topic, test_restart_with_retained_request,
-           test_acl_auth, test_ctl_errors,
+           test_acl_auth, test_ctl_errors, test_ctl_key_option,
            test_unauthenticated_flood, test_request_issued_before_start)

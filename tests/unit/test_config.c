@@ -54,6 +54,7 @@ expect_error(const char *text, int line, const char *key)
 }
 
 #define MQTT	"mqtt = { uri = \"tcp://127.0.0.1:1883\"; };\n"
+#define VM1	"vms = ( { name = \"a\"; qmp = \"unix:/a\"; } );\n"
 
 static void
 test_minimal_defaults(void **state)
@@ -232,6 +233,57 @@ test_key_file(void **state)
 	/* Enabled per VM only: the key is still required. */
 	expect_error(MQTT "vms = ( { name = \"a\"; qmp = \"unix:/a\";"
 	    " takeover = true; } );\n", 0, "takeover.key_file");
+}
+
+/*
+ * The operator's client's options: a key file of its own instead of the
+ * configured one (also without a takeover group), or no key at all.
+ */
+static void
+test_load_opts(void **state)
+{
+	struct config_load_opts	 own = { NULL, 0 }, none = { NULL, 1 };
+	char			 kp[300], text[1024];
+	struct config		*cf;
+	FILE			*f;
+
+	snprintf(kp, sizeof(kp), "%s/own.key", dir);
+	assert_non_null(f = fopen(kp, "w"));
+	fputs("00112233445566778899aabbccddeeff\n", f);
+	fclose(f);
+	assert_int_equal(chmod(kp, 0600), 0);
+	own.key_file = kp;
+	snprintf(text, sizeof(text), MQTT VM1 "takeover = { enabled = true;\n"
+	    " key_file = \"/nonexistent/credential.key\"; };\n");
+	expect_error(text, 4, "takeover.key_file");
+	cf = config_load_opts(path, &none, err, sizeof(err));
+	assert_non_null(cf);
+	assert_null(cf->takeover.key);
+	config_free(cf);
+	cf = config_load_opts(path, &own, err, sizeof(err));
+	assert_non_null(cf);
+	assert_int_equal(cf->takeover.key_len, 32);
+	assert_memory_equal(cf->takeover.key, "0011223344556677", 16);
+	assert_string_equal(cf->takeover.key_file, kp);
+	config_free(cf);
+	/* No takeover group: the key named is read all the same. */
+	config_free(load(MQTT VM1));
+	cf = config_load_opts(path, &own, err, sizeof(err));
+	assert_non_null(cf);
+	assert_int_equal(cf->takeover.key_len, 32);
+	config_free(cf);
+	/* It gets the same checks as the configured one. */
+	assert_int_equal(chmod(kp, 0644), 0);
+	assert_null(config_load_opts(path, &own, err, sizeof(err)));
+	assert_non_null(strstr(err, "chmod 600"));
+	/* auth "acl": no key is read, whatever the options say. */
+	config_free(load(MQTT VM1
+	    "takeover = { enabled = true; auth = \"acl\"; };\n"));
+	cf = config_load_opts(path, &own, err, sizeof(err));
+	assert_non_null(cf);
+	assert_null(cf->takeover.key);
+	config_free(cf);
+	unlink(kp);
 }
 
 /* Writes len bytes of c (then a newline if nl) to kp, mode 0600. */
@@ -550,6 +602,7 @@ main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_key_file),
+		cmocka_unit_test(test_load_opts),
 		cmocka_unit_test(test_key_file_rules),
 		cmocka_unit_test(test_peer),
 		cmocka_unit_test(test_reply_prefix),
