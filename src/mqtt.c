@@ -589,6 +589,64 @@ schedule_connect(struct mqtt *m)
 	loop_timer_arm(m->timer, delay);
 }
 
+/*
+ * Fills the options that differ between MQTT 3.1.1 (props NULL) and 5:
+ * clean start, the callbacks and, for 5, the Maximum Packet Size we
+ * accept (added to props, which the caller frees).  Returns o.
+ */
+static MQTTAsync_connectOptions *
+version_options(MQTTAsync_connectOptions *o, MQTTProperties *props)
+{
+	MQTTProperty	prop;
+
+	if (props == NULL) {
+		o->cleansession = 1;
+		o->onSuccess = cb_conn_ok;
+		o->onFailure = cb_conn_fail;
+		return o;
+	}
+	o->cleanstart = 1;
+	o->onSuccess5 = cb_conn_ok5;
+	o->onFailure5 = cb_conn_fail5;
+	/* A compliant broker never sends us more than this. */
+	memset(&prop, 0, sizeof(prop));
+	prop.identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE;
+	prop.value.integer4 = MQTT_MAX_PACKET_IN;
+	MQTTProperties_add(props, &prop);
+	o->connectProperties = props;
+	return o;
+}
+
+/* 1 when any broker URI is TLS (ssl://, mqtts://, wss://), else 0. */
+static int
+uses_tls(const struct config *cf)
+{
+	for (size_t i = 0; i < cf->nuris; i++) {
+		const char *u = cf->uris[i];
+		if (strncmp(u, "ssl://", 6) == 0 ||
+		    strncmp(u, "mqtts://", 8) == 0 ||
+		    strncmp(u, "wss://", 6) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The TLS settings of the configuration, for every TLS URI. */
+static void
+tls_options(struct mqtt *m, MQTTAsync_SSLOptions *so)
+{
+	const struct config *cf = m->cf;
+
+	so->trustStore = cf->cafile;
+	so->CApath = cf->capath;
+	so->keyStore = cf->certfile;
+	so->privateKey = cf->keyfile;
+	so->enableServerCertAuth = cf->tls_verify;
+	so->verify = cf->tls_verify;
+	so->ssl_error_cb = cb_tls_error;
+	so->ssl_error_context = m->conn;
+}
+
 static void
 start_connect(struct mqtt *m)
 {
@@ -597,7 +655,6 @@ start_connect(struct mqtt *m)
 	MQTTAsync_willOptions		 wo = MQTTAsync_willOptions_initializer;
 	MQTTAsync_SSLOptions		 so = MQTTAsync_SSLOptions_initializer;
 	MQTTProperties			 props = MQTTProperties_initializer;
-	MQTTProperty			 prop;
 	const struct config		*cf = m->cf;
 	MQTTAsync_connectOptions	*o;
 	int				 rc;
@@ -608,23 +665,8 @@ start_connect(struct mqtt *m)
 		schedule_connect(m);
 		return;
 	}
-	if (cf->mqtt_version == 5) {
-		o = &co5;
-		o->cleanstart = 1;
-		o->onSuccess5 = cb_conn_ok5;
-		o->onFailure5 = cb_conn_fail5;
-		/* A compliant broker never sends us more than this. */
-		memset(&prop, 0, sizeof(prop));
-		prop.identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE;
-		prop.value.integer4 = MQTT_MAX_PACKET_IN;
-		MQTTProperties_add(&props, &prop);
-		o->connectProperties = &props;
-	} else {
-		o = &co;
-		o->cleansession = 1;
-		o->onSuccess = cb_conn_ok;
-		o->onFailure = cb_conn_fail;
-	}
+	o = cf->mqtt_version == 5 ? version_options(&co5, &props) :
+	    version_options(&co, NULL);
 	o->context = m->conn;
 	o->keepAliveInterval = m->keepalive;
 	o->connectTimeout = 10;
@@ -643,20 +685,9 @@ start_connect(struct mqtt *m)
 		wo.qos = 1;
 		o->will = &wo;
 	}
-	for (size_t i = 0; i < cf->nuris; i++) {
-		const char *u = cf->uris[i];
-		if (strncmp(u, "ssl://", 6) == 0 || strncmp(u, "mqtts://", 8) == 0 ||
-		    strncmp(u, "wss://", 6) == 0) {
-			so.trustStore = cf->cafile;
-			so.CApath = cf->capath;
-			so.keyStore = cf->certfile;
-			so.privateKey = cf->keyfile;
-			so.enableServerCertAuth = cf->tls_verify;
-			so.verify = cf->tls_verify;
-			so.ssl_error_cb = cb_tls_error;
-			so.ssl_error_context = m->conn;
-			o->ssl = &so;
-		}
+	if (uses_tls(cf)) {
+		tls_options(m, &so);
+		o->ssl = &so;
 	}
 	m->connecting = 1;
 	m->tls_err[0] = '\0';
@@ -915,7 +946,63 @@ evq_take(struct mqtt *m, uint64_t *dropped, int drained)
 	return e;
 }
 
-/* Handles the events taken by evq_take(), oldest first. */
+/*
+ * Handles one event of Paho's (the loop thread's side of a callback).
+ * Returns 1 for a successful acknowledgement (the caller pumps once for
+ * the whole batch), else 0.
+ */
+static int
+evq_one(struct mqtt *m, struct mev *e)
+{
+	/* Messages are data whatever client brought them; the rest of an
+	 * older client is stale. */
+	if (e->type != MEV_MESSAGE && e->gen != m->gen)
+		return 0;
+	switch (e->type) {
+	case MEV_CONNECTED:
+		if (!m->stopping)
+			on_connected(m, e->keepalive, e->recvmax, e->text);
+		break;
+	case MEV_TLS_ERROR:
+		if (m->tls_err[0] == '\0' && e->text != NULL)
+			snprintf(m->tls_err, sizeof(m->tls_err), "%s",
+			    e->text);
+		break;
+	case MEV_CONNECT_FAILED:
+		log_connect_failure(m, e->code, tls_cause(m, e->code,
+		    e->text));
+		on_lost(m, e->text ? e->text : "connect failed", 1);
+		break;
+	case MEV_LOST:
+		on_lost(m, e->text, 0);
+		break;
+	case MEV_ACK:
+		on_ack(m, e->token, 1, 0);
+		return 1;
+	case MEV_NACK:
+		on_ack(m, e->token, 0, e->code);
+		pump(m);
+		flow_check(m);
+		break;
+	case MEV_MESSAGE:
+		m->stats.received++;
+		if (m->cb.message != NULL && !m->stopping)
+			m->cb.message(m, &e->msg, m->arg);
+		break;
+	case MEV_DISCONNECTED:
+		m->disconnected = 1;
+		break;
+	case MEV_SUBACK:
+		on_suback(m, e->token, e->code);
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Handles the events taken by evq_take(), oldest first (e: a list, freed
+ * here), after counting the messages the full queue dropped.
+ */
 static void
 evq_run(struct mqtt *m, struct mev *e, uint64_t dropped)
 {
@@ -935,56 +1022,12 @@ evq_run(struct mqtt *m, struct mev *e, uint64_t dropped)
 	}
 	for (; e != NULL; e = nx) {
 		nx = e->next;
-		/* Messages are data whatever client brought them; the rest
-		 * of an older client is stale. */
-		if (e->type != MEV_MESSAGE && e->gen != m->gen)
-			goto next;
-		switch (e->type) {
-		case MEV_CONNECTED:
-			if (!m->stopping)
-				on_connected(m, e->keepalive, e->recvmax,
-				    e->text);
-			break;
-		case MEV_TLS_ERROR:
-			if (m->tls_err[0] == '\0' && e->text != NULL)
-				snprintf(m->tls_err, sizeof(m->tls_err), "%s",
-				    e->text);
-			break;
-		case MEV_CONNECT_FAILED:
-			log_connect_failure(m, e->code, tls_cause(m, e->code,
-			    e->text));
-			on_lost(m, e->text ? e->text : "connect failed", 1);
-			break;
-		case MEV_LOST:
-			on_lost(m, e->text, 0);
-			break;
-		case MEV_ACK:
-			on_ack(m, e->token, 1, 0);
-			acks++;		/* one pump for the whole batch */
-			break;
-		case MEV_NACK:
-			on_ack(m, e->token, 0, e->code);
-			pump(m);
-			flow_check(m);
-			break;
-		case MEV_MESSAGE:
-			m->stats.received++;
-			if (m->cb.message != NULL && !m->stopping)
-				m->cb.message(m, &e->msg, m->arg);
-			break;
-		case MEV_DISCONNECTED:
-			m->disconnected = 1;
-			break;
-		case MEV_SUBACK:
-			on_suback(m, e->token, e->code);
-			break;
-		}
-next:
+		acks += (size_t)evq_one(m, e);
 		free(e->text);
 		free(e);
 	}
 	if (acks > 0)
-		pump(m);
+		pump(m);	/* one pump for the whole batch */
 	if (m->spool != NULL) {
 		spool_flush(m->spool);	/* this batch's acknowledgements */
 		fifo_compact(m->fifo);
