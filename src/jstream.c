@@ -355,178 +355,231 @@ begin(struct jstream *js, unsigned char c)
 	js->mode = M_VALUE;
 }
 
+/* One call of jstream_feed(): its input, its position, its callback. */
+struct feed {
+	const unsigned char	*p;
+	size_t			 n;
+	size_t			 i;	/* next byte to look at */
+	size_t			 vstart; /* the open value's first byte in p */
+	jstream_cb		 cb;
+	void			*arg;
+	int			 rc;	/* -1 once memory ran out */
+};
+
+/*
+ * Reports the open value as invalid with its first k bytes (at most pfx),
+ * from buf and p[vstart..), and forgets it.
+ */
+static void
+value_invalid(struct jstream *js, struct feed *f, size_t k)
+{
+	if (k > js->pfx)
+		k = js->pfx;
+	f->cb(f->arg, JSTREAM_INVALID, prefix(js, f->p, f->vstart, k), k);
+	release(js);
+}
+
+/* IDLE: skips whitespace; an opener starts a value, anything else garbage. */
+static void
+feed_idle(struct jstream *js, struct feed *f)
+{
+	const unsigned char *p = f->p;
+
+	while (f->i < f->n && cls_space[p[f->i]])
+		f->i++;
+	if (f->i == f->n)
+		return;
+	if (p[f->i] != '{' && p[f->i] != '[') {
+		js->mode = M_GARBAGE;
+		return;
+	}
+	begin(js, p[f->i]);
+	f->vstart = f->i++;
+	/* the feed ends: keep the opener */
+	if (f->i == f->n && save_tail(js, p, f->vstart, f->n, f->cb,
+	    f->arg) == -1)
+		f->rc = -1;
+}
+
+/* VALUE closed at f->i: the message is buf + p[0..i), or p[vstart..i). */
+static void
+value_done(struct jstream *js, struct feed *f)
+{
+	js->mode = M_IDLE;
+	if (js->len == 0) {
+		f->cb(f->arg, JSTREAM_MSG, (const char *)f->p + f->vstart,
+		    f->i - f->vstart);
+		return;
+	}
+	if (reserve(js, js->len + f->i) == -1) {
+		f->rc = -1;
+		f->cb(f->arg, JSTREAM_INVALID, js->buf,
+		    js->len < js->pfx ? js->len : js->pfx);
+		release(js);
+		return;
+	}
+	memcpy(js->buf + js->len, f->p, f->i);
+	js->len += f->i;
+	f->cb(f->arg, JSTREAM_MSG, js->buf, js->len);
+	release(js);
+}
+
+/*
+ * VALUE: follows it up to the byte that would make it max_msg + 1 bytes
+ * long (the value holds len + (i - vstart) bytes).
+ */
+static void
+feed_value(struct jstream *js, struct feed *f)
+{
+	const unsigned char	*p = f->p;
+	size_t			 room = js->max_msg - js->len, end, i;
+
+	end = f->n - f->vstart > room ? f->vstart + room : f->n;
+	switch (scan(js, p, &f->i, end)) {
+	case S_DONE:
+		value_done(js, f);
+		return;
+	case S_MORE:
+		i = f->i;
+		if (i == f->n) {
+			if (save_tail(js, p, f->vstart, f->n, f->cb,
+			    f->arg) == -1)
+				f->rc = -1;
+			return;
+		}
+		/* p[i] would be byte max_msg + 1: a column-0 opener there
+		 * breaks the value off as any other would. */
+		if (!js->in_str && (p[i] == '{' || p[i] == '[') &&
+		    (i > 0 ? p[i - 1] == '\n' : js->bol))
+			break;
+		f->cb(f->arg, JSTREAM_OVERSIZED, prefix(js, p, f->vstart,
+		    js->pfx), js->pfx);
+		release(js);
+		js->mode = M_SKIP;
+		return;
+	case S_BREAK:
+		break;
+	case S_ERR:
+		/* the value is p[vstart..i], offender included */
+		value_invalid(js, f, js->len + (f->i - f->vstart) + 1);
+		js->mode = p[f->i++] == '\n' ? M_IDLE : M_DISCARD;
+		return;
+	}
+	/* broken off: the value is p[vstart..i), the opener excluded */
+	value_invalid(js, f, js->len + (f->i - f->vstart));
+	js->mode = M_IDLE;
+}
+
+/* SKIP: follows a value already reported, silently to its end. */
+static void
+feed_skip(struct jstream *js, struct feed *f)
+{
+	switch (scan(js, f->p, &f->i, f->n)) {
+	case S_DONE:
+		js->mode = M_IDLE;
+		break;
+	case S_MORE:
+		break;
+	case S_BREAK:
+		f->cb(f->arg, JSTREAM_INVALID, "", 0);
+		js->mode = M_IDLE;
+		break;
+	case S_ERR:
+		f->cb(f->arg, JSTREAM_INVALID, "", 0);
+		js->mode = f->p[f->i++] == '\n' ? M_IDLE : M_DISCARD;
+		break;
+	}
+}
+
+/*
+ * GARBAGE: the line so far is buf[0..len) + p[i..); looks for its end
+ * among the bytes still missing from the prefix, reports it once that
+ * prefix or the line is complete, or keeps it for the next feed.
+ */
+static void
+feed_garbage(struct jstream *js, struct feed *f)
+{
+	const unsigned char	*p = f->p, *nl;
+	const char		*s;
+	size_t			 i = f->i, n = f->n, room, end, k;
+
+	room = js->pfx - js->len;
+	end = n - i > room ? i + room : n;
+	if ((nl = memchr(p + i, '\n', end - i)) != NULL) {
+		k = js->len + (size_t)(nl - p) - i;
+		s = prefix(js, p, i, k);
+		if (k > 0 && s[k - 1] == '\r')
+			k--;
+		f->cb(f->arg, JSTREAM_INVALID, s, k);
+		release(js);
+		f->i = (size_t)(nl - p) + 1;
+		js->mode = M_IDLE;
+		return;
+	}
+	if (js->len + (end - i) == js->pfx) {
+		s = prefix(js, p, i, js->pfx);
+		f->cb(f->arg, JSTREAM_INVALID, s, js->pfx);
+		release(js);
+		f->i = end;
+		js->mode = M_DISCARD;
+		return;
+	}
+	/* end == n: keep what there is for the next feed */
+	k = n - i;
+	f->i = n;
+	if (reserve(js, js->len + k) == -1) {
+		f->rc = -1;
+		f->cb(f->arg, JSTREAM_INVALID, js->buf != NULL ? js->buf : "",
+		    js->len);
+		release(js);
+		js->mode = M_DISCARD;
+		return;
+	}
+	memcpy(js->buf + js->len, p + i, k);
+	js->len += k;
+}
+
+/* DISCARD: the rest of a bad line, up to and including its '\n'. */
+static void
+feed_discard(struct jstream *js, struct feed *f)
+{
+	const unsigned char *nl = memchr(f->p + f->i, '\n', f->n - f->i);
+
+	if (nl == NULL) {
+		f->i = f->n;
+		return;
+	}
+	f->i = (size_t)(nl - f->p) + 1;
+	js->mode = M_IDLE;
+}
+
 int
 jstream_feed(struct jstream *js, const char *data, size_t n, jstream_cb cb,
     void *arg)
 {
-	const unsigned char	*p = (const unsigned char *)data;
-	const unsigned char	*nl;
-	const char		*s;
-	size_t			 i = 0, vstart = 0, end, room, k;
-	int			 rc = 0;
+	struct feed	f = { (const unsigned char *)data, n, 0, 0, cb, arg, 0 };
 
 	if (n == 0)
 		return 0;
-	while (i < n) {
+	while (f.i < n) {
 		switch (js->mode) {
 		case M_IDLE:
-			while (i < n && cls_space[p[i]])
-				i++;
-			if (i == n)
-				break;
-			if (p[i] == '{' || p[i] == '[') {
-				begin(js, p[i]);
-				vstart = i++;
-				/* the loop ends: keep the opener */
-				if (i == n && save_tail(js, p, vstart, n, cb,
-				    arg) == -1)
-					rc = -1;
-			} else
-				js->mode = M_GARBAGE;
+			feed_idle(js, &f);
 			break;
-
 		case M_VALUE:
-			/*
-			 * The value holds len + (i - vstart) bytes; scan only
-			 * up to the byte that would make it max_msg + 1.
-			 */
-			room = js->max_msg - js->len;
-			end = n - vstart > room ? vstart + room : n;
-			switch (scan(js, p, &i, end)) {
-			case S_DONE:
-				js->mode = M_IDLE;
-				if (js->len == 0) {
-					cb(arg, JSTREAM_MSG,
-					    (const char *)p + vstart, i - vstart);
-					break;
-				}
-				if (reserve(js, js->len + i) == -1) {
-					rc = -1;
-					cb(arg, JSTREAM_INVALID, js->buf,
-					    js->len < js->pfx ?
-					    js->len : js->pfx);
-					release(js);
-					break;
-				}
-				memcpy(js->buf + js->len, p, i);
-				js->len += i;
-				cb(arg, JSTREAM_MSG, js->buf, js->len);
-				release(js);
-				break;
-			case S_MORE:
-				if (i == n) {
-					if (save_tail(js, p, vstart, n, cb,
-					    arg) == -1)
-						rc = -1;
-					break;
-				}
-				/* p[i] would be byte max_msg + 1 */
-				if (!js->in_str && (p[i] == '{' ||
-				    p[i] == '[') && (i > 0 ? p[i - 1] == '\n' :
-				    js->bol))
-					goto broken;
-				s = prefix(js, p, vstart, js->pfx);
-				cb(arg, JSTREAM_OVERSIZED, s, js->pfx);
-				release(js);
-				js->mode = M_SKIP;
-				break;
-			case S_BREAK:
- broken:
-				/* the value is p[vstart..i), opener excluded */
-				k = js->len + (i - vstart);
-				if (k > js->pfx)
-					k = js->pfx;
-				s = prefix(js, p, vstart, k);
-				cb(arg, JSTREAM_INVALID, s, k);
-				release(js);
-				js->mode = M_IDLE;
-				break;
-			case S_ERR:
-				/* the value is p[vstart..i], offender included */
-				k = js->len + (i - vstart) + 1;
-				if (k > js->pfx)
-					k = js->pfx;
-				s = prefix(js, p, vstart, k);
-				cb(arg, JSTREAM_INVALID, s, k);
-				release(js);
-				js->mode = p[i++] == '\n' ? M_IDLE : M_DISCARD;
-				break;
-			}
+			feed_value(js, &f);
 			break;
-
 		case M_SKIP:
-			switch (scan(js, p, &i, n)) {
-			case S_DONE:
-				js->mode = M_IDLE;
-				break;
-			case S_MORE:
-				break;
-			case S_BREAK:
-				cb(arg, JSTREAM_INVALID, "", 0);
-				js->mode = M_IDLE;
-				break;
-			case S_ERR:
-				cb(arg, JSTREAM_INVALID, "", 0);
-				js->mode = p[i++] == '\n' ? M_IDLE : M_DISCARD;
-				break;
-			}
+			feed_skip(js, &f);
 			break;
-
 		case M_GARBAGE:
-			/*
-			 * The line so far is buf[0..len) + p[i..); look for
-			 * its end among the bytes still missing from the
-			 * prefix.
-			 */
-			room = js->pfx - js->len;
-			end = n - i > room ? i + room : n;
-			nl = memchr(p + i, '\n', end - i);
-			if (nl != NULL) {
-				k = js->len + (size_t)(nl - p) - i;
-				s = prefix(js, p, i, k);
-				if (k > 0 && s[k - 1] == '\r')
-					k--;
-				cb(arg, JSTREAM_INVALID, s, k);
-				release(js);
-				i = (size_t)(nl - p) + 1;
-				js->mode = M_IDLE;
-				break;
-			}
-			if (js->len + (end - i) == js->pfx) {
-				s = prefix(js, p, i, js->pfx);
-				cb(arg, JSTREAM_INVALID, s, js->pfx);
-				release(js);
-				i = end;
-				js->mode = M_DISCARD;
-				break;
-			}
-			/* end == n: keep what there is for the next feed */
-			k = n - i;
-			if (reserve(js, js->len + k) == -1) {
-				rc = -1;
-				cb(arg, JSTREAM_INVALID, js->buf != NULL ?
-				    js->buf : "", js->len);
-				release(js);
-				js->mode = M_DISCARD;
-				i = n;
-				break;
-			}
-			memcpy(js->buf + js->len, p + i, k);
-			js->len += k;
-			i = n;
+			feed_garbage(js, &f);
 			break;
-
 		case M_DISCARD:
-			nl = memchr(p + i, '\n', n - i);
-			if (nl == NULL) {
-				i = n;
-				break;
-			}
-			i = (size_t)(nl - p) + 1;
-			js->mode = M_IDLE;
+			feed_discard(js, &f);
 			break;
 		}
 	}
-	js->bol = p[n - 1] == '\n';
-	return rc;
+	js->bol = f.p[n - 1] == '\n';
+	return f.rc;
 }
