@@ -26,6 +26,14 @@
 #define SHUTDOWN_FLUSH_MS	5000
 #define FDS_RESERVED		64	/* broker, epoll, eventfd, Paho, logs */
 
+/* The command line. */
+struct args {
+	const char	*file;
+	int		 noaction;	/* -n: check the configuration */
+	int		 verbose;
+	int		 use_syslog;
+};
+
 static volatile sig_atomic_t	got_quit;
 static volatile sig_atomic_t	got_usr1;
 static volatile sig_atomic_t	got_hup;
@@ -148,37 +156,31 @@ reload(struct bridge *b, struct config *cf, const char *file)
 	return ncf;
 }
 
-int
-main(int argc, char *argv[])
+/* The command line.  Returns -1 to go on, or the exit status. */
+static int
+parse_args(int argc, char *argv[], struct args *a)
 {
 	static const struct option longopts[] = {
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char		*file = "/etc/qmp2mqtt/qmp2mqtt.conf";
-	struct config		*cf;
-	struct loop		*loop;
-	struct bridge		*b;
-	struct sigaction	 sa;
-	sigset_t		 block, waitmask;
-	char			 err[1024];
-	size_t			 vm_limit;
-	int			 ch, noaction = 0, verbose = 0, use_syslog = 0;
+	int	ch;
 
+	a->file = "/etc/qmp2mqtt/qmp2mqtt.conf";
 	while ((ch = getopt_long(argc, argv, "c:nsvVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
+			a->file = optarg;
 			break;
 		case 'n':
-			noaction = 1;
+			a->noaction = 1;
 			break;
 		case 's':
-			use_syslog = 1;
+			a->use_syslog = 1;
 			break;
 		case 'v':
-			verbose++;
+			a->verbose++;
 			break;
 		case 'V':
 			printf("qmp2mqtt %s\n", QMP2MQTT_VERSION);
@@ -195,60 +197,42 @@ main(int argc, char *argv[])
 		usage(stderr);
 		return 1;
 	}
-	log_init(verbose, "qmp2mqtt");
-	log_select(use_syslog);
-	memory_init();
+	return -1;
+}
 
-	if ((cf = config_load(file, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "qmp2mqtt: %s\n", err);
-		return 1;
-	}
-	for (size_t i = 0; i < cf->nwarnings; i++) {
-		if (noaction)
-			fprintf(stderr, "warning: %s\n", cf->warnings[i]);
-		else
-			log_warnx("warning: %s", cf->warnings[i]);
-	}
-	if (noaction) {
-		printf("configuration OK\n");
-		config_free(cf);
-		return 0;
-	}
-	if (fd_limit(cf->nvms, &vm_limit) == -1) {
-		config_free(cf);
-		return 1;
-	}
+/*
+ * The handlers only set flags; the signals stay blocked except while the
+ * loop waits (ppoll/epoll_pwait with *waitmask), so a flag set is seen at
+ * the next iteration.
+ */
+static void
+signals_init(sigset_t *waitmask)
+{
+	static const int	 sigs[] = { SIGTERM, SIGINT, SIGUSR1, SIGHUP };
+	struct sigaction	 sa;
+	sigset_t		 block;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&block);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&block, sigs[i]);
+	}
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGUSR1);
-	sigaddset(&block, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &block, &waitmask) == -1)
+	if (sigprocmask(SIG_BLOCK, &block, waitmask) == -1)
 		fatal("sigprocmask");
-	sigdelset(&waitmask, SIGTERM);
-	sigdelset(&waitmask, SIGINT);
-	sigdelset(&waitmask, SIGUSR1);
-	sigdelset(&waitmask, SIGHUP);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigdelset(waitmask, sigs[i]);
+}
 
-	if ((loop = loop_new()) == NULL)
-		fatalx("cannot create the event loop");
-	loop_set_sigmask(loop, &waitmask);
-	if ((b = bridge_new(loop, cf, vm_limit)) == NULL || bridge_start(b) == -1)
-		fatalx("cannot start the bridge");
-	if (notify_watchdog_start(loop) == -1)
-		fatalx("cannot start the watchdog timer");
-	notify_ready();
-
+/* Runs the bridge until SIGTERM/SIGINT; returns the configuration then in
+ * force (a SIGHUP may have replaced cf). */
+static struct config *
+run(struct loop *loop, struct bridge *b, struct config *cf, const char *file)
+{
 	while (!got_quit) {
 		if (loop_run_once(loop, -1) == -1)
 			fatalx("event loop failed");
@@ -263,6 +247,58 @@ main(int argc, char *argv[])
 			bridge_publish_stats(b);
 		}
 	}
+	return cf;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct args	 a = { 0 };
+	struct config	*cf;
+	struct loop	*loop;
+	struct bridge	*b;
+	sigset_t	 waitmask;
+	char		 err[1024];
+	size_t		 vm_limit;
+	int		 rv;
+
+	if ((rv = parse_args(argc, argv, &a)) != -1)
+		return rv;
+	log_init(a.verbose, "qmp2mqtt");
+	log_select(a.use_syslog);
+	memory_init();
+
+	if ((cf = config_load(a.file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "qmp2mqtt: %s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < cf->nwarnings; i++) {
+		if (a.noaction)
+			fprintf(stderr, "warning: %s\n", cf->warnings[i]);
+		else
+			log_warnx("warning: %s", cf->warnings[i]);
+	}
+	if (a.noaction) {
+		printf("configuration OK\n");
+		config_free(cf);
+		return 0;
+	}
+	if (fd_limit(cf->nvms, &vm_limit) == -1) {
+		config_free(cf);
+		return 1;
+	}
+
+	signals_init(&waitmask);
+	if ((loop = loop_new()) == NULL)
+		fatalx("cannot create the event loop");
+	loop_set_sigmask(loop, &waitmask);
+	if ((b = bridge_new(loop, cf, vm_limit)) == NULL || bridge_start(b) == -1)
+		fatalx("cannot start the bridge");
+	if (notify_watchdog_start(loop) == -1)
+		fatalx("cannot start the watchdog timer");
+	notify_ready();
+
+	cf = run(loop, b, cf, a.file);
 	log_info("signal %d: shutting down", (int)got_quit);
 	notify_stopping();
 	bridge_shutdown(b, SHUTDOWN_FLUSH_MS);
