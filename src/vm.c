@@ -388,6 +388,13 @@ next_seq(struct vm *v)
 			v->seq_reserved = s + VMSTATE_SEQ_RESERVE;
 		}
 	}
+	/*
+	 * While stale, the ceiling in memory follows the seqs handed out
+	 * between two tries, so that whatever save works first (this one or
+	 * the health tick's retry) writes a ceiling above all of them.
+	 */
+	if (v->seq_stale && v->seq_reserved < s + VMSTATE_SEQ_RESERVE)
+		v->seq_reserved = s + VMSTATE_SEQ_RESERVE;
 	return v->seq = s;
 }
 

@@ -259,6 +259,49 @@ def test_full_disk_keeps_running(ctx):
     d2.check_alive()
 
 
+def test_ceiling_after_full_disk(ctx):
+    """Time-based seqs handed out on a full disk (20 events over 20 ms, far
+    past the ceiling reserved at the first of them) stay below the ceiling
+    saved once space is back: killed -9 right after that save, before any
+    new event, the bridge restarts above every seq it used."""
+    fs = Tmpfs(ctx)
+    state = fs.dir
+    broker = ctx.mosquitto()
+    sub = ctx.subscriber(broker.port)
+    sim = ctx.sim(1)
+    vm = sim.vm(1)
+    d1 = setup_vm(ctx, sub, sim, state, "run1", port=broker.port)
+    wait_in_colo(sub, state, vm)
+    fs.fill()
+    n = 20
+    sim.cmd("burst %s %d 1000" % (vm, n), timeout=30)
+    sub.wait(lambda s: len(s.by_topic.get(h.event_topic(vm), [])) >= n, 20,
+             "%d events on a full disk" % n)
+    seqs = [m.json()["seq"] for m in sub.on(h.event_topic(vm))]
+    check(seqs[-1] - seqs[0] > 1000, "time-based seqs span %d µs" %
+          (seqs[-1] - seqs[0]))
+    fs.free()
+    # The failed state save is retried every second: wait for it.
+    poll_file("a ceiling saved once space is back", 10 * h.SLOW,
+              lambda: (read_vmstate(state, vm) or {}).get(
+                  "seq_reserved", 0) > seqs[0])
+    h.log("ceiling saved: %d; seqs used %d..%d" % (
+        read_vmstate(state, vm)["seq_reserved"], seqs[0], seqs[-1]))
+    d1.kill9()
+
+    setup_vm(ctx, sub, sim, state, "run2", port=broker.port)
+    sim.wait_ready(1, timeout=20)
+    h.wait_online(sub, [vm], 20)
+    mark = sub.mark(h.event_topic(vm))
+    sim.cmd("burst %s 3" % vm, timeout=30)
+    sub.wait(lambda s: len(s.by_topic.get(h.event_topic(vm), [])) >=
+             mark + 3, 20, "3 events of run 2")
+    new = [m.json()["seq"] for m in sub.on(h.event_topic(vm))[mark:]]
+    h.log("run 2 seqs %s" % new)
+    check(min(new) > max(seqs), "run 2 reused seqs: %s after run 1's up to "
+          "%d" % (new, max(seqs)))
+
+
 # ------------------------------------------- (c) start on a full disk
 
 def test_start_on_full_disk(ctx):
@@ -368,5 +411,6 @@ def test_lock_and_stop_count(ctx):
 
 if __name__ == "__main__":
     h.main(test_crash_after_state, test_crash_after_spool,
-           test_full_disk_keeps_running, test_start_on_full_disk,
+           test_full_disk_keeps_running, test_ceiling_after_full_disk,
+           test_start_on_full_disk,
            test_event_during_negotiation, test_lock_and_stop_count)
