@@ -186,6 +186,27 @@ fifo_done(struct fifo *f, struct fifo_entry *e)
 	free(e);
 }
 
+size_t
+fifo_acked(struct fifo *f, struct fifo_entry *e)
+{
+	struct fifo_entry	*o, *pv;
+	size_t			 stale = 0;
+
+	if (e->msg.flags & FIFO_STATE)
+		for (o = e->prev; o != NULL; o = pv) {
+			pv = o->prev;
+			if ((o->msg.flags & FIFO_STATE) && !o->inflight &&
+			    strcmp(o->msg.topic, e->msg.topic) == 0) {
+				unlink_entry(f, o);
+				entry_done(f, o);
+				free(o);
+				stale++;
+			}
+		}
+	fifo_done(f, e);
+	return stale;
+}
+
 /*
  * Drops the oldest message that is neither in flight nor a state message
  * (current state is small, bounded by the number of VMs, and must reach

@@ -116,6 +116,12 @@ size_t		 fifo_retry(struct fifo *);
 size_t		 fifo_rewind(struct fifo *);
 /* Removes an entry (acknowledged or dropped), done in the spool too. */
 void		 fifo_done(struct fifo *, struct fifo_entry *);
+/*
+ * Removes an entry the broker acknowledged (fifo_done); when it is a state
+ * message, also the older ones of its topic refused for now, which would
+ * otherwise be sent again over it.  Returns how many of those went.
+ */
+size_t		 fifo_acked(struct fifo *, struct fifo_entry *);
 
 /* Messages queued (waiting or in flight), and those in flight. */
 size_t		 fifo_count(const struct fifo *);

@@ -384,7 +384,12 @@ refused_for_now(struct mqtt *m, struct fifo_entry *e, int code)
 
 	fifo_unsend(m->fifo, e);
 	m->stats.resent++;
-	if (!m->holding) {
+	/*
+	 * A hold ends once its backoff ran out and nothing is in flight.  A
+	 * refusal that comes after the backoff ran out (this entry was still
+	 * in flight) means the broker still refuses: back off again.
+	 */
+	if (!m->holding || m->hold_due) {
 		m->holding = 1;
 		m->hold_due = 0;
 		delay = backoff_next(&m->rbo);
@@ -424,7 +429,7 @@ on_ack(struct mqtt *m, int token, int ok, int code)
 		return;
 	}
 	if (ok) {
-		fifo_done(m->fifo, e);
+		m->stats.coalesced += fifo_acked(m->fifo, e);
 		m->stats.published++;
 		fifo_trim(m->fifo);
 		if (!m->holding)

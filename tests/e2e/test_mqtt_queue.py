@@ -175,7 +175,9 @@ def test_refused_acl(ctx):
 class FakeBroker:
     """Just enough MQTT 5 for the bridge: CONNACK, SUBACK, PINGRESP, and a
     PUBACK per QoS 1 PUBLISH whose reason code refuse(topic, payload)
-    chooses.  Records (topic, payload, reason) in arrival order."""
+    chooses (or (code, delay_s): that PUBACK is sent delay_s later, the
+    others meanwhile).  Records (topic, payload, reason, time) in arrival
+    order."""
 
     def __init__(self, refuse):
         self.refuse = refuse
@@ -212,6 +214,7 @@ class FakeBroker:
 
     def _serve(self, c):
         buf = b""
+        wlock = threading.Lock()
         c.settimeout(0.5)
         while not self.stop:
             try:
@@ -235,9 +238,23 @@ class FakeBroker:
                 if out is None:
                     c.close()
                     return
-                if out:
-                    c.sendall(out)
+                delay = 0
+                if isinstance(out, tuple):
+                    out, delay = out
+                if out and delay > 0:
+                    threading.Timer(delay, self._send_late,
+                                    (c, wlock, out)).start()
+                elif out:
+                    with wlock:
+                        c.sendall(out)
         c.close()
+
+    def _send_late(self, c, wlock, out):
+        try:
+            with wlock:
+                c.sendall(out)
+        except OSError:
+            pass
 
     def _packet(self, t, body):
         kind = t >> 4
@@ -264,12 +281,15 @@ class FakeBroker:
             plen, i = self._varint(body, i)
             payload = body[i + plen:]
             rc = self.refuse(topic, payload)
+            delay = 0
+            if isinstance(rc, tuple):
+                rc, delay = rc
             with self.cond:
                 self.pubs.append((topic, payload, rc, time.monotonic()))
                 self.cond.notify_all()
             if not qos:
                 return b""
-            return b"\x40\x04" + pid + bytes([rc, 0])
+            return b"\x40\x04" + pid + bytes([rc, 0]), delay
         if kind == 12:                          # PINGREQ
             return b"\xd0\x00"
         if kind == 14:                          # DISCONNECT
@@ -337,6 +357,47 @@ def test_refused_transient(ctx):
         h.log("RESULT transient: %d events, %d refusals retried, order of "
               "first acceptance: %s" % (N, len(REFUSE),
                                         [k for k, rc, _ in ev if not rc]))
+    finally:
+        fb.close()
+
+
+def test_refused_again_after_the_backoff(ctx):
+    """Two events in flight refused for now: the first at once, the second
+    only once the first one's backoff has run out (its PUBACK 0.5 s late).
+    The second refusal starts a new backoff, after which both go again and
+    everything behind them follows (the hold used to end only when its
+    timer fired with nothing in flight: this timeline held the queue for
+    good on a healthy connection)."""
+    N = 10
+    etopic = h.event_topic("vm1")
+    refused = {}
+
+    def refuse(topic, payload):
+        if topic != etopic:
+            return 0
+        k = h.sim_k(json.loads(payload))
+        if k in (1, 2) and k not in refused:
+            refused[k] = time.monotonic()
+            return (0x97, 0.0 if k == 1 else 0.5)
+        return 0
+    fb = FakeBroker(refuse)
+    try:
+        sim = ctx.sim(1)
+        d = h.Daemon(ctx, vms=sim.vms(), port=fb.port).start()
+        sim.wait_ready(1, timeout=20)
+        fb.wait(lambda p: any(t.endswith("/availability") for t, *_ in p),
+                10, "the bridge's first publishes")
+        check_eq(sim.cmd("burst vm1 %d" % N, timeout=10), "ok burst",
+                 "burst")
+
+        def accepted(pubs):
+            return {h.sim_k(json.loads(pl)) for t, pl, rc, _ in pubs
+                    if t == etopic and rc == 0}
+        fb.wait(lambda p: len(accepted(p)) == N, 10, "every event accepted "
+                "after two refusals for now")
+        check_eq(sorted(refused), [1, 2], "events refused once")
+        check(not re.search(r"\); dropped|dropped the oldest",
+                            d.log_text()), "nothing dropped")
     finally:
         fb.close()
 
@@ -438,5 +499,6 @@ def test_lazy_ack_bound(ctx):
 
 if __name__ == "__main__":
     h.main(test_state_coalesced, test_refused_acl, test_refused_transient,
+           test_refused_again_after_the_backoff,
            test_inbound_large_v5,
            test_inbound_large_v3, test_lazy_ack_bound)

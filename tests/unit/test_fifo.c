@@ -431,6 +431,31 @@ test_retry(void **state)
 	assert_int_equal(fifo_count(f), 1);
 	send_all(f, 50, "s2");
 	fifo_free(f);
+
+	/* The older refused, the newer acknowledged: the older is stale. */
+	f = fifo_new(BIG, NULL, NULL);
+	push_on(f, "t/st", "s1", ST);
+	send_n(f, 1, 60, got, sizeof(got));
+	push_on(f, "t/st", "s2", ST);
+	push(f, "a", EV);
+	send_n(f, 2, 61, got, sizeof(got));
+	assert_string_equal(got, "s2 a");
+	fifo_unsend(f, fifo_find(f, 60));
+	assert_int_equal(fifo_acked(f, fifo_find(f, 61)), 1);
+	assert_int_equal(fifo_acked(f, fifo_find(f, 62)), 0);
+	assert_int_equal(fifo_count(f), 0);
+	assert_int_equal(fifo_retry(f), 0);
+	assert_null(fifo_next(f));
+	/* The newer refused, the older acknowledged: the newer stays. */
+	push_on(f, "t/st", "s3", ST);
+	send_n(f, 1, 70, got, sizeof(got));
+	push_on(f, "t/st", "s4", ST);
+	send_n(f, 1, 71, got, sizeof(got));
+	fifo_unsend(f, fifo_find(f, 71));
+	assert_int_equal(fifo_acked(f, fifo_find(f, 70)), 0);
+	assert_int_equal(fifo_retry(f), 0);
+	send_all(f, 80, "s4");
+	fifo_free(f);
 }
 
 /* Joins the first bytes of recovered payloads (up to a NUL) in got. */
