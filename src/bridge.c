@@ -625,16 +625,20 @@ bridge_reload(struct bridge *b, const struct config *cf)
 		return -1;
 	}
 	reconnect = broker_changed(old, cf);
+	if (reconnect && strcmp(t1, b->t_bstate) != 0) {
+		/*
+		 * The old bridge/state topic is not this bridge's any more,
+		 * and the clean reconnect fires no Last Will: say offline
+		 * there, queued now (a plain message survives the reconnect)
+		 * so that it goes first on the new connection.
+		 */
+		mqtt_publish(b->mqtt, b->t_bstate, b->offline_payload,
+		    strlen(b->offline_payload), 1, MQTT_PUB_RETAIN);
+	}
 	if (mqtt_reconfigure(b->mqtt, cf, t1, off, reconnect) == -1) {
 		free(off);
 		bridge_config_error(b, "reload: out of memory");
 		return -1;
-	}
-	if (reconnect && strcmp(t1, b->t_bstate) != 0 &&
-	    mqtt_connected(b->mqtt)) {
-		/* The old bridge/state topic: not this bridge's any more. */
-		mqtt_publish(b->mqtt, b->t_bstate, b->offline_payload,
-		    strlen(b->offline_payload), 1, MQTT_PUB_RETAIN);
 	}
 	memcpy(b->t_bstate, t1, sizeof(t1));
 	memcpy(b->t_stats, t2, sizeof(t2));

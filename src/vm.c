@@ -259,8 +259,15 @@ publish_state(struct vm *v, int force)
 		if ((s = json_object_to_json_string_length(o,
 		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 		    &len)) != NULL)
+			/*
+			 * A state message is dropped by a reconnect (the
+			 * connected callback publishes the current one), but
+			 * a retired VM's last ("gone") has no one to publish
+			 * it again: it is queued as a plain message.
+			 */
 			mqtt_publish(v->env->mqtt, vm_topic(t, v, "state"), s,
-			    len, 1, MQTT_PUB_RETAIN | MQTT_PUB_STATE);
+			    len, 1, MQTT_PUB_RETAIN |
+			    (v->gone ? 0 : MQTT_PUB_STATE));
 	}
 	json_object_put(o);
 	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)

@@ -14,7 +14,10 @@ Against the simulator and a real mosquitto:
   - a restart-only setting (state_dir): refused the same way;
   - changed broker settings: exactly one reconnect, nothing lost;
   - bridge.removed_vm_state = "clear": a removed VM's retained topics are
-    cleared.
+    cleared;
+  - a VM removed while the broker is down still ends "gone" there;
+  - bridge.host changed: the old host's bridge/state goes offline and its
+    VMs' states gone.
 """
 # TIMEOUT = 120
 
@@ -178,6 +181,59 @@ def test_broker_settings_and_clear(ctx):
              "a late subscriber")
 
 
+def test_remove_while_broker_down(ctx):
+    """A VM removed while the broker is away: its retained state still
+    ends as "gone" once the broker is back (a state message is dropped by
+    a reconnect, since the current state is published again then; a
+    removed VM's last one has nobody to publish it again)."""
+    broker = ctx.mosquitto(persistence=True)
+    sim = ctx.sim(2)
+    sub = ctx.subscriber(broker.port)
+    vms = [{"name": n, "qmp": a} for n, a in sim.vms()]
+    d = ctx.daemon(vms=vms, port=broker.port)
+    sim.wait_ready(2, 20)
+    h.wait_online(sub, ["vm1", "vm2"], 20)
+    sub.wait_json(h.state_topic("vm2"), lambda s: s["qmp"] == "connected",
+                  10, "vm2 connected")
+    broker.stop()
+    line = reload(d, config_text(d, broker.port, vms[:1]), "reload")
+    check("applied" in line, "reload not applied: %s" % line)
+    broker.start()
+    late = ctx.subscriber(broker.port)
+    st = late.wait_json(h.state_topic("vm2"), lambda s: s.get("gone") is
+                        True, 20, "vm2's retained state gone").json()
+    check_eq(st["vm"], "vm2", "the gone state's vm")
+    late.wait_payload(h.avail_topic("vm2"), "offline", 10)
+    late.wait_payload(h.avail_topic("vm1"), "online", 10)
+
+
+def test_host_changed(ctx):
+    """bridge.host changed by a reload: the old host's bridge/state says
+    offline (a clean reconnect fires no Last Will) and its VMs' states say
+    gone; the new host's are online."""
+    broker = ctx.mosquitto()
+    sim = ctx.sim(1)
+    sub = ctx.subscriber(broker.port)
+    vms = [{"name": n, "qmp": a} for n, a in sim.vms()]
+    d = ctx.daemon(vms=vms, port=broker.port)
+    sim.wait_ready(1, 20)
+    h.wait_online(sub, ["vm1"], 20)
+    bridge_state(sub, lambda s: s["state"] == "online", "online as hv1")
+    line = reload(d, config_text(d, broker.port, vms,
+                                 bridge={"host": "hv9"}), "host reload")
+    check("reconnecting" in line, "a host change reconnects: %s" % line)
+    late = ctx.subscriber(broker.port)
+    late.wait_json(h.bridge_topic("state", host="hv9"), lambda s:
+                   s["state"] == "online", 20, "hv9's bridge/state online")
+    st = late.wait_json(h.bridge_topic("state"), lambda s: s["state"] ==
+                        "offline", 10, "hv1's bridge/state offline").json()
+    check_eq(st["host"], h.HOST, "the old topic's payload names hv1")
+    late.wait_json(h.state_topic("vm1"), lambda s: s.get("gone") is True,
+                   10, "hv1/vm1's state gone")
+    late.wait_payload(h.avail_topic("vm1", host="hv9"), "online", 10)
+
+
 if __name__ == "__main__":
     h.main(test_add_remove_change, test_invalid_and_restart_only,
-           test_broker_settings_and_clear)
+           test_broker_settings_and_clear, test_remove_while_broker_down,
+           test_host_changed)
