@@ -395,6 +395,30 @@ grow(struct fleet *f, size_t n)
 	return 0;
 }
 
+/*
+ * Before v is destroyed in the middle of fleet_apply(): no VM left may
+ * reach it through the peer links (its peer's watchers list, the
+ * local_peer of those watching it), which relink() only rebuilds at the
+ * end.  Otherwise retiring the other half of a pair in the same pass
+ * walks into the freed VM.
+ */
+static void
+unlink_peers(struct vm *v)
+{
+	struct vm	**pp, *w;
+
+	if (v->local_peer != NULL)
+		for (pp = &v->local_peer->watchers; *pp != NULL;
+		    pp = &(*pp)->watch_next)
+			if (*pp == v) {
+				*pp = v->watch_next;
+				break;
+			}
+	for (w = v->watchers; w != NULL; w = w->watch_next)
+		w->local_peer = NULL;
+	v->local_peer = v->watchers = v->watch_next = NULL;
+}
+
 /* A new VM for cv, started when the bridge runs.  NULL: logged. */
 static struct vm *
 vm_create(struct fleet *f, const struct config_vm *cv, int started)
@@ -477,6 +501,7 @@ fleet_apply(struct fleet *f, const struct config_vm *const *want, size_t n,
 			    "retained topics cleared" : "state kept as gone");
 			cmd_abandon(f->cmd, v);
 			vm_retire(v, f->env->cf->removed_clear);
+			unlink_peers(v);
 			vm_destroy(v);
 			removed++;
 			continue;
@@ -489,6 +514,7 @@ fleet_apply(struct fleet *f, const struct config_vm *const *want, size_t n,
 			    cv->host, cv->name, cv->qmp);
 			cmd_abandon(f->cmd, v);
 			(void)vm_save(v);
+			unlink_peers(v);
 			vm_destroy(v);
 			changed++;
 			if ((nv = vm_create(f, cv, started)) == NULL) {

@@ -233,7 +233,43 @@ def test_host_changed(ctx):
     late.wait_payload(h.avail_topic("vm1", host="hv9"), "online", 10)
 
 
+def test_pair_leaves_at_once(ctx):
+    """Both halves of a local pair (each the other's peer) leave in one
+    reload, and in another one half's address changes while the other
+    leaves: the bridge keeps running (under the sanitizers: without a
+    use after free) and both end gone."""
+    broker = ctx.mosquitto()
+    sim = ctx.sim(5)
+    sub = ctx.subscriber(broker.port)
+    a = dict(sim.vms())
+
+    def pair(x, y, qx=None):
+        return [{"name": x, "qmp": qx or a[x], "peer": "%s/%s" % (h.HOST, y)},
+                {"name": y, "qmp": a[y], "peer": "%s/%s" % (h.HOST, x)}]
+    vms = pair("vm1", "vm2") + pair("vm3", "vm4") + [
+        {"name": "vm5", "qmp": a["vm5"]}]
+    d = ctx.daemon(vms=vms, port=broker.port)
+    sim.wait_ready(5, 20)
+    h.wait_online(sub, ["vm1", "vm2", "vm3", "vm4", "vm5"], 20)
+    line = reload(d, config_text(d, broker.port, vms[2:]), "pair 1 leaves")
+    check("applied" in line, "reload not applied: %s" % line)
+    for vm in ("vm1", "vm2"):
+        sub.wait_json(h.state_topic(vm), lambda s: s.get("gone") is True,
+                      10, "%s gone" % vm)
+    d.check_alive()
+    # vm3 moves to vm1's socket while vm4 leaves.
+    line = reload(d, config_text(d, broker.port, [
+        {"name": "vm3", "qmp": a["vm1"], "peer": "%s/vm4" % h.HOST},
+        vms[4]]), "vm3 moves, vm4 leaves")
+    check("applied" in line, "reload not applied: %s" % line)
+    sub.wait_json(h.state_topic("vm4"), lambda s: s.get("gone") is True,
+                  10, "vm4 gone")
+    sim.wait_async(r"^client vm1 ready$", 10)
+    d.check_alive()
+    sub.wait_payload(h.avail_topic("vm5"), "online", 10)
+
+
 if __name__ == "__main__":
     h.main(test_add_remove_change, test_invalid_and_restart_only,
            test_broker_settings_and_clear, test_remove_while_broker_down,
-           test_host_changed)
+           test_host_changed, test_pair_leaves_at_once)
