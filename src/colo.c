@@ -350,7 +350,9 @@ colo_state_json(const struct colo_vm_state *vs)
 	    add_str(o, "instance", vs->instance) == -1 ||
 	    add_int(o, "started_us", vs->started_us) == -1 ||
 	    add(o, "peer", vs->peer != NULL ?
-	    json_object_get(vs->peer) : NULL) == -1) {
+	    json_object_get(vs->peer) : NULL) == -1 ||
+	    add(o, "heartbeat_unconfirmed",
+	    json_object_new_boolean(vs->hb_unconfirmed)) == -1) {
 		json_object_put(o);
 		return NULL;
 	}

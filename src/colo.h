@@ -131,6 +131,7 @@ struct colo_vm_state {
 	const char	*instance;	/* and its process instance */
 	int64_t		 started_us;	/* when that instance started */
 	json_object	*peer;		/* borrowed; NULL: null (no peer) */
+	int		 hb_unconfirmed; /* "heartbeat_unconfirmed" */
 };
 
 /* Builds the state payload.  New reference, or NULL on memory exhaustion. */

@@ -243,7 +243,8 @@ pair_check(const char *mode, const char **why, void *arg)
 	}
 	if (lp != NULL && v->peer != NULL)	/* served here: read it now */
 		(void)peer_set_local(v->peer, lp->mode, lp->last_mode,
-		    vm_liveness(lp), qmp_ready(lp->q), lp->tk_committed);
+		    vm_liveness(lp), qmp_ready(lp->q),
+		    lp->tk_committed || lp->tk_unconfirmed);
 	r = peer_check(v->peer, mode, why);
 	if (!run->force) {
 		v->tk_committed = r == TK_OK;
@@ -289,6 +290,16 @@ failover_done(struct failover *fo, const struct failover_result *fr,
 	free(out);
 	if (fr->sent)	/* refusals before the command do not count */
 		v->tk_last_ms = loop_now_ms();
+	/*
+	 * Sent and not rejected by QEMU: it took effect or may have, until
+	 * a status read shows mode none (vm.c).  Saved: it holds across a
+	 * lost connection, a dead QEMU and a restart.
+	 */
+	if (fr->sent && !fr->rejected && !v->tk_unconfirmed) {
+		v->tk_unconfirmed = 1;
+		(void)vm_save(v);
+		vm_publish_state(v);
+	}
 	v->run = NULL;
 	v->tk_committed = 0;
 	run->fo = NULL;
@@ -529,7 +540,11 @@ cmd_abandon(struct cmd_ctx *cx, struct vm *v)
 	if (run == NULL)
 		return;
 	memset(&fr, 0, sizeof(fr));
-	fr.sent = 1;	/* it may have been: do not claim otherwise */
+	fr.sent = run->fo != NULL && failover_sent(run->fo);
+	if (fr.sent && !v->tk_unconfirmed) {
+		v->tk_unconfirmed = 1;	/* see failover_done() */
+		(void)vm_save(v);
+	}
 	log_warnx("takeover %s/%s id=%s: abandoned: the bridge is shutting "
 	    "down", v->cv->host, v->cv->name, run->id);
 	v->tk_committed = 0;

@@ -177,6 +177,7 @@ reply_cb(struct qmp *q, json_object *reply, void *arg)
 		return;
 	case F_HEARTBEAT:
 		if (cls != NULL) {
+			f->res.rejected = 1;
 			finish(f, map_refusal(cls, desc), cls, desc);
 			return;
 		}
@@ -235,6 +236,12 @@ failover_start(struct loop *loop, struct qmp *q, const char *expect_mode,
 		return NULL;
 	}
 	return f;
+}
+
+int
+failover_sent(const struct failover *f)
+{
+	return f->res.sent;
 }
 
 void

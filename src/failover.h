@@ -36,6 +36,8 @@ struct failover_result {
 	char		 last_mode[COLO_ENUM_MAX + 1];
 	char		 reason_str[COLO_ENUM_MAX + 1];
 	int		 sent;		/* x-colo-lost-heartbeat was sent */
+	int		 rejected;	/* QEMU answered it with an error: it
+					   did not take effect */
 };
 
 typedef void (*failover_done_cb)(struct failover *,
@@ -61,5 +63,7 @@ struct failover	*failover_start(struct loop *, struct qmp *,
 		    failover_check_cb check, failover_done_cb, void *arg);
 /* Cancels (no callback afterwards) and frees.  NULL is a no-op. */
 void		 failover_free(struct failover *);
+/* 1 once x-colo-lost-heartbeat was sent (it may have taken effect). */
+int		 failover_sent(const struct failover *);
 
 #endif

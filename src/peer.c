@@ -76,6 +76,7 @@ peer_on_state(struct peer_view *p, const void *payload, size_t len)
 		p->have_state = 0;
 		p->mode[0] = p->last_mode[0] = p->liveness[0] = '\0';
 		p->qmp = -1;
+		p->unconfirmed = 0;
 		return changed;
 	}
 	if ((o = parse_obj(payload, len)) == NULL)
@@ -97,6 +98,11 @@ peer_on_state(struct peer_view *p, const void *payload, size_t len)
 	changed |= set(p->liveness, sizeof(p->liveness), live);
 	changed |= p->qmp != q;
 	p->qmp = q;
+	q = json_object_object_get_ex(o, "heartbeat_unconfirmed", &v) &&
+	    json_object_is_type(v, json_type_boolean) &&
+	    json_object_get_boolean(v);
+	changed |= p->unconfirmed != q;
+	p->unconfirmed = q;
 	json_object_put(o);
 	return changed;
 }
@@ -202,9 +208,11 @@ peer_json(const struct peer_view *p, const char *host, const char *vm)
 /*
  * The decision table (README "Pair rules").  In order:
  *  1. no peer configured, its bridge offline or silent, no state: unknown;
- *  2. a takeover of the peer is running, or the peer left COLO after
- *     being in it (mode none, last_mode primary/secondary): it took over,
- *     whatever its liveness now (a dead one's state is stale, not safe);
+ *  2. a takeover of the peer is running, or a heartbeat was sent to it
+ *     and no status read since showed the outcome, or the peer left COLO
+ *     after being in it (mode none, last_mode primary/secondary): it took
+ *     over, whatever its liveness now (a dead one's state is stale, not
+ *     safe);
  *  3. this half is the secondary: only a primary proven gone allows it;
  *     alive: peer_alive; anything else: peer_unknown;
  *  4. this half is the primary: the secondary, even alive, waits after
@@ -231,8 +239,9 @@ peer_check(const struct peer_view *p, const char *own, const char **why)
 		    "never seen)";
 		return TK_PEER_UNKNOWN;
 	}
-	if (p->running) {
-		*why = "the peer is being taken over";
+	if (p->running || p->unconfirmed) {
+		*why = "the peer is being taken over, or was sent a heartbeat "
+		    "whose outcome no status read has shown since";
 		return TK_PEER_TOOK_OVER;
 	}
 	if (strcmp(p->mode, "none") == 0 && in_colo(p->last_mode)) {

@@ -36,7 +36,10 @@ struct peer_view {
 	int		 qmp;		/* -1 unknown, 0 disconnected, 1 connected */
 	int		 availability;	/* -1 unknown, 0 offline, 1 online */
 	int		 running;	/* the peer's takeover sent its heartbeat
-					   and has not finished (local) */
+					   and has not finished, or its outcome
+					   was never read (local) */
+	int		 unconfirmed;	/* its state says heartbeat_unconfirmed
+					   (remote) */
 	char		 mode[COLO_ENUM_MAX + 1];	/* "" unknown */
 	char		 last_mode[COLO_ENUM_MAX + 1];
 	char		 liveness[16];	/* "alive", "gone", "unreachable", "" */

@@ -235,6 +235,7 @@ publish_state(struct vm *v, int force)
 	peer = v->peer != NULL ? peer_json(v->peer, v->cv->peer_host,
 	    v->cv->peer_vm) : NULL;
 	st.peer = peer;
+	st.hb_unconfirmed = v->tk_unconfirmed;
 	o = colo_state_json(&st);
 	json_object_put(peer);
 	json_object_put(st.last_exit);
@@ -273,7 +274,7 @@ publish_state(struct vm *v, int force)
 	for (struct vm *w = v->watchers; w != NULL; w = w->watch_next)
 		if (w->peer != NULL && peer_set_local(w->peer, v->mode,
 		    v->last_mode, vm_liveness(v), st.connected,
-		    v->tk_committed))
+		    v->tk_committed || v->tk_unconfirmed))
 			publish_state(w, 0);
 }
 
@@ -314,6 +315,7 @@ save(struct vm *v, int sync)
 	snprintf(st.last_mode, sizeof(st.last_mode), "%s", v->last_mode);
 	snprintf(st.reason, sizeof(st.reason), "%s", v->reason);
 	st.exited = v->exited;
+	st.hb_unconfirmed = v->tk_unconfirmed;
 	st.seq_reserved = v->seq_reserved;
 	st.last_exit = raw_json(v->last_exit);
 	r = vmstate_save(env->cf->state_dir, v->cv->host, v->cv->name, &st,
@@ -551,6 +553,10 @@ status_reply(struct qmp *q, json_object *reply, void *arg)
 		reconcile(v, &cs, v->reconcile);
 		if (strcmp(cs.mode, "none") == 0 && v->exited) {
 			v->exited = 0;	/* this COLO session is over */
+			changed = 1;
+		}
+		if (strcmp(cs.mode, "none") == 0 && v->tk_unconfirmed) {
+			v->tk_unconfirmed = 0;	/* mode none says it all */
 			changed = 1;
 		}
 		changed |= v->colo_status != 1;
@@ -932,6 +938,7 @@ vm_init(struct vm *v, struct vm_env *env, const struct config_vm *cv,
 		}
 		if (r == 0) {
 			v->exited = st.exited;
+			v->tk_unconfirmed = st.hb_unconfirmed;
 			v->seq = v->seq_reserved = st.seq_reserved;
 			v->last_exit = json_text(st.last_exit);
 			vmstate_clear(&st);

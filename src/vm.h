@@ -103,6 +103,10 @@ struct vm {
 	struct cmd_run		*run;		/* NULL when idle */
 	int			 tk_committed;	/* run passed its last check:
 						   the heartbeat is sent */
+	int			 tk_unconfirmed; /* a heartbeat was sent and
+						   no status read since showed
+						   mode none (saved): to the
+						   pair rules, it took over */
 	uint64_t		 tk_last_ms;	/* last heartbeat sent, 0: never */
 
 	uint64_t		 events_in;

@@ -90,6 +90,8 @@ vmstate_load(const char *dir, const char *host, const char *vm,
 	copy_str(st->reason, o, "reason");
 	if (json_object_object_get_ex(o, "exited", &v))
 		st->exited = json_object_get_boolean(v);
+	if (json_object_object_get_ex(o, "heartbeat_unconfirmed", &v))
+		st->hb_unconfirmed = json_object_get_boolean(v);
 	if (json_object_object_get_ex(o, "seq_reserved", &v) &&
 	    json_object_is_type(v, json_type_int))
 		st->seq_reserved = json_object_get_uint64(v);
@@ -158,6 +160,8 @@ vmstate_save(const char *dir, const char *host, const char *vm,
 	    json_object_new_string(st->last_mode));
 	json_object_object_add(o, "reason", json_object_new_string(st->reason));
 	json_object_object_add(o, "exited", json_object_new_boolean(st->exited));
+	json_object_object_add(o, "heartbeat_unconfirmed",
+	    json_object_new_boolean(st->hb_unconfirmed));
 	json_object_object_add(o, "seq_reserved",
 	    json_object_new_uint64(st->seq_reserved));
 	json_object_object_add(o, "last_exit", st->last_exit ?

@@ -35,6 +35,8 @@ struct vmstate {
 	int		 exited;	/* a COLO_EXIT was published for the
 					   current COLO session */
 	uint64_t	 seq_reserved;	/* every seq used is below this */
+	int		 hb_unconfirmed; /* a heartbeat was sent, its outcome
+					   not read yet (vm.h tk_unconfirmed) */
 	json_object	*last_exit;	/* owned reference, or NULL */
 	int		 stale;		/* (load) marked stale: seq_reserved
 					   may be below seqs used since */

@@ -1607,7 +1607,8 @@ def main(*tests):
 EVENT_KEYS = ("schema", "event", "host", "vm", "mode", "reason", "time",
               "time_us", "seq", "bridge", "qemu")
 STATE_KEYS = ("schema", "host", "vm", "mode", "last_mode", "reason", "qmp",
-              "qemu", "colo_status", "updated_us", "last_exit")
+              "qemu", "colo_status", "updated_us", "last_exit",
+              "heartbeat_unconfirmed")
 
 
 def check_event(msg, vm, daemon, time_us=None, seq=None, mode=None,

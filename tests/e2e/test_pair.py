@@ -203,5 +203,78 @@ def test_clash(ctx):
     check(inst_a != "", "instance id")
 
 
+def test_unconfirmed_heartbeat(ctx):
+    """A heartbeat sent to the primary whose outcome is never read (QEMU
+    takes the command and the connection is cut before it answers; then
+    the QEMU is gone): the primary's state says heartbeat_unconfirmed, and
+    the secondary's takeover is refused as peer_took_over although the
+    primary is gone (it may have run alone since: the secondary's
+    checkpoint would be old).  It holds across a bridge restart; a status
+    read showing mode none clears it."""
+    broker = ctx.mosquitto()
+    sim = ctx.sim(2)
+    sim.cmd("state vm2 secondary none none")
+    sub = ctx.subscriber(broker.port)
+    keyfile, key = write_key(ctx)
+    state = ctx.subdir("state")
+    vms = [{"name": n, "qmp": a} for n, a in sim.vms()]
+    vms[0]["peer"] = h.HOST + "/vm2"
+    vms[1]["peer"] = h.HOST + "/vm1"
+    tk = {"enabled": True, "key_file": keyfile, "min_interval_s": 0}
+    br = {"state_dir": state, "command_timeout_ms": 1000}
+    d = takeover_daemon(ctx, vms, broker.port, tk, bridge=br)
+    sim.wait_ready(2, 20)
+    wait_subscribed(broker, d)
+    sub.wait_json(h.state_topic("vm1"), lambda s: s.get(
+        "heartbeat_unconfirmed") is False and s["mode"] == "primary", 10,
+        "vm1 primary, nothing pending")
+    ops = Client(ctx, broker.port)
+
+    sim.cmd("stall vm1 x-colo-lost-heartbeat on")
+    a = request(key, "vm1", expect="primary")
+    ma = sub.mark(result_topic("vm1"))
+    ops.publish(cmd_topic("vm1"), enc(a))
+    ra = result(sub, "vm1", a["id"], ma, timeout=20)
+    check_eq((ra["status"], ra["reason"], ra["sent"]),
+             ("error", "not_connected", True),
+             "the primary's takeover: sent, outcome unknown (%r)" % ra)
+    sub.wait_json(h.state_topic("vm1"), lambda s: s.get(
+        "heartbeat_unconfirmed") is True, 10, "vm1 heartbeat_unconfirmed")
+    sim.cmd("unlisten vm1")             # its QEMU is gone
+    sub.wait_json(h.state_topic("vm1"), lambda s: s["liveness"] == "gone",
+                  10, "vm1 gone")
+
+    def refused_for_vm2(what):
+        b = request(key, "vm2", expect="secondary")
+        mb = sub.mark(result_topic("vm2"))
+        ops.publish(cmd_topic("vm2"), enc(b))
+        rb = result(sub, "vm2", b["id"], mb)
+        check_eq((rb["status"], rb["reason"], rb["sent"]),
+                 ("rejected", "peer_took_over", False), what)
+        check_eq(sim.count("vm2")["heartbeats"], 0, "heartbeats of vm2")
+    refused_for_vm2("the secondary while the primary's heartbeat is "
+                    "unconfirmed")
+
+    # The flag is saved: a restarted bridge still refuses.
+    check_eq(d.stop(), 0, "exit status")
+    d2 = takeover_daemon(ctx, vms, broker.port, tk, bridge=br,
+                         name="again")
+    wait_subscribed(broker, d2)
+    # (Its liveness now is only "unreachable": this bridge never saw it.
+    # Without the saved flag the refusal would be peer_unknown.)
+    sub.wait_json(h.state_topic("vm1"), lambda s: s.get(
+        "heartbeat_unconfirmed") is True and s["bridge"] == d2.bridge_id,
+        10, "vm1 still unconfirmed after the restart")
+    refused_for_vm2("the secondary after a restart")
+
+    # The QEMU back, reading mode none: the outcome is known, cleared.
+    sim.cmd("state vm1 none primary request")
+    sim.cmd("listen vm1")
+    sub.wait_json(h.state_topic("vm1"), lambda s: s.get(
+        "heartbeat_unconfirmed") is False and s["mode"] == "none", 15,
+        "vm1 cleared by mode none")
+
+
 if __name__ == "__main__":
-    h.main(test_one_bridge_both_halves, test_peer_by_reload, test_clash)
+    h.main(test_one_bridge_both_halves, test_peer_by_reload, test_clash,
+           test_unconfirmed_heartbeat)

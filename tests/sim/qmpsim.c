@@ -364,6 +364,7 @@ struct vm {
 	bool enabled;           /* listen wanted (not after "unlisten") */
 	bool mute, slow;
 	bool deaf;              /* greets and writes, reads nothing (QEMU's lost monitor) */
+	char *stall;            /* a command read but never answered nor done, or NULL */
 	uint32_t gen;
 	uint32_t slow_pos;
 	struct client *c;
@@ -964,6 +965,8 @@ static void handle_msg(struct vm *v, struct json_object *o)
 		reply_error(v, "GenericError", has_id, id, "The command %s does not support OOB", name);
 		return;
 	}
+	if (v->stall && c->negotiated && !strcmp(name, v->stall))
+		return;         /* "stall": no answer, no effect */
 	if (!c->negotiated) {
 		if (strcmp(name, "qmp_capabilities") != 0) {
 			reply_error(v, "CommandNotFound", has_id, id,
@@ -1446,7 +1449,7 @@ static void exec_line(char *line)
 
 	static const char *const sel_cmds[] = {
 		"exit", "burst", "raw", "garbage", "big", "endless", "deep", "slow", "close",
-		"unlisten", "listen", "mute", "deaf", "state", "count", "early", NULL
+		"unlisten", "listen", "mute", "deaf", "stall", "state", "count", "early", NULL
 	};
 	bool known = false;
 	for (int i = 0; sel_cmds[i]; i++)
@@ -1582,6 +1585,19 @@ static void exec_line(char *line)
 			}
 		}
 		say("ok %s", cmd);
+	} else if (!strcmp(cmd, "stall")) {
+		char *what = word(&p), *onoff = word(&p);
+		bool on;
+		if (!*what || !parse_onoff(onoff, &on)) {
+			say("err usage: stall SEL COMMAND on|off");
+			return;
+		}
+		for (uint32_t i = lo; i <= hi; i++) {
+			struct vm *v = &S.vms[i];
+			free(v->stall);
+			v->stall = on ? xstrdup(what) : NULL;
+		}
+		say("ok stall");
 	} else if (!strcmp(cmd, "close")) {
 		for (uint32_t i = lo; i <= hi; i++)
 			client_close(&S.vms[i], true);
@@ -1733,6 +1749,7 @@ static void finish(int code)
 		free(v->path);
 		free(v->early_mode);
 		free(v->early_reason);
+		free(v->stall);
 		free(v->mode);
 		free(v->last_mode);
 		free(v->reason);

@@ -696,27 +696,29 @@ static const struct state_case {
 } state_cases[] = {
 	{ "all set", { "hv1", "vm1", "7.2.22", "none", "primary", "request",
 	  1, 1, INT64_C(1795626700900000), NULL, "alive", "b1", "i1", 7,
-	  NULL },
+	  NULL, 1 },
 	  "{\"schema\":1,\"host\":\"hv1\",\"vm\":\"vm1\",\"mode\":\"none\","
 	  "\"last_mode\":\"primary\",\"reason\":\"request\","
 	  "\"qmp\":\"connected\",\"qemu\":\"7.2.22\",\"colo_status\":\"ok\","
 	  "\"updated_us\":1795626700900000,\"last_exit\":null,"
 	  "\"liveness\":\"alive\",\"bridge\":\"b1\",\"instance\":\"i1\","
-	  "\"started_us\":7,\"peer\":null}" },
+	  "\"started_us\":7,\"peer\":null,\"heartbeat_unconfirmed\":true}" },
 	{ "all unknown", { "hv1", "vm1", NULL, NULL, NULL, NULL, 0, -1, 0,
-	  NULL, NULL, NULL, NULL, 0, NULL },
+	  NULL, NULL, NULL, NULL, 0, NULL, 0 },
 	  "{\"schema\":1,\"host\":\"hv1\",\"vm\":\"vm1\",\"mode\":null,"
 	  "\"last_mode\":null,\"reason\":null,\"qmp\":\"disconnected\","
 	  "\"qemu\":null,\"colo_status\":\"unknown\",\"updated_us\":0,"
 	  "\"last_exit\":null,\"liveness\":null,\"bridge\":null,"
-	  "\"instance\":null,\"started_us\":0,\"peer\":null}" },
+	  "\"instance\":null,\"started_us\":0,\"peer\":null,"
+	  "\"heartbeat_unconfirmed\":false}" },
 	{ "unsupported", { "hv1", "vm1", "3.0.0", "primary", NULL, NULL, 1, 0,
-	  5, NULL, NULL, NULL, NULL, 0, NULL },
+	  5, NULL, NULL, NULL, NULL, 0, NULL, 0 },
 	  "{\"schema\":1,\"host\":\"hv1\",\"vm\":\"vm1\",\"mode\":\"primary\","
 	  "\"last_mode\":null,\"reason\":null,\"qmp\":\"connected\","
 	  "\"qemu\":\"3.0.0\",\"colo_status\":\"unsupported\","
 	  "\"updated_us\":5,\"last_exit\":null,\"liveness\":null,"
-	  "\"bridge\":null,\"instance\":null,\"started_us\":0,\"peer\":null}" },
+	  "\"bridge\":null,\"instance\":null,\"started_us\":0,\"peer\":null,"
+	  "\"heartbeat_unconfirmed\":false}" },
 };
 
 static void
@@ -745,7 +747,7 @@ test_state_last_exit(void **state)
 {
 	struct colo_vm_state	 vs = { "hv1", "vm1", "7.2.22", "none",
 				    "secondary", "request", 1, 1, 9, NULL,
-				    NULL, NULL, NULL, 0, NULL };
+				    NULL, NULL, NULL, 0, NULL, 0 };
 	json_object		*ev, *in, *o, *le;
 
 	in = json_tokener_parse("{\"timestamp\": {\"seconds\": 1795626699, "

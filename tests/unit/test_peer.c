@@ -30,6 +30,11 @@ feed(struct peer_view *p, const char *bridge, const char *state)
 	"{\"schema\":1,\"host\":\"hvA\",\"vm\":\"pri\",\"mode\":" mode	\
 	",\"last_mode\":" last ",\"reason\":null,\"qmp\":\"" qmp "\","	\
 	"\"liveness\":" live ",\"peer\":null}"
+#define ST_HB(mode, last, qmp, live, hb)				\
+	"{\"schema\":1,\"host\":\"hvA\",\"vm\":\"pri\",\"mode\":" mode	\
+	",\"last_mode\":" last ",\"reason\":null,\"qmp\":\"" qmp "\","	\
+	"\"liveness\":" live ",\"peer\":null,"			\
+	"\"heartbeat_unconfirmed\":" hb "}"
 
 static const struct row {
 	const char	*name;
@@ -100,6 +105,19 @@ static const struct row {
 	{ "own mode none", 1, ONLINE,
 	  ST("\"primary\"", "\"none\"", "disconnected", "\"gone\""),
 	  "none", TK_PEER_UNKNOWN },
+	/* A heartbeat was sent to the peer, its outcome never read. */
+	{ "sec: primary sent a heartbeat, then died", 1, ONLINE,
+	  ST_HB("\"primary\"", "\"none\"", "disconnected", "\"gone\"",
+	  "true"), "secondary", TK_PEER_TOOK_OVER },
+	{ "pri: secondary sent a heartbeat, alive", 1, ONLINE,
+	  ST_HB("\"secondary\"", "\"none\"", "connected", "\"alive\"",
+	  "true"), "primary", TK_PEER_TOOK_OVER },
+	{ "sec: primary gone, no heartbeat pending", 1, ONLINE,
+	  ST_HB("\"primary\"", "\"none\"", "disconnected", "\"gone\"",
+	  "false"), "secondary", TK_OK },
+	{ "sec: primary gone, heartbeat_unconfirmed not a boolean", 1, ONLINE,
+	  ST_HB("\"primary\"", "\"none\"", "disconnected", "\"gone\"",
+	  "\"yes\""), "secondary", TK_OK },
 };
 
 static void
