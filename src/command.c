@@ -427,9 +427,9 @@ cmd_request(struct cmd_ctx *cx, struct vm *v, const struct mqtt_msg *msg)
 			/* Running, or restored from the store: never twice. */
 			if (v->run != NULL && strcmp(v->run->id, req.id) == 0)
 				return;	/* its result answers both */
-			refuse(cx, v, req.id, TK_REPLAY, "already executed "
-			    "(before a restart); not executed again", NULL,
-			    msg, 0);
+			refuse(cx, v, req.id, TK_REPLAY, "id already seen "
+			    "(run before a restart, or refused without an "
+			    "answer); not executed again", NULL, msg, 0);
 			return;
 		}
 		if (!answer_budget(cx)) {
