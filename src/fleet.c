@@ -508,12 +508,14 @@ fleet_apply(struct fleet *f, const struct config_vm *const *want, size_t n,
 		}
 		used[wi] = 1;
 		if (!same_endpoint(v->cv, cv)) {
-			struct vm *nv;
+			struct vm	*nv;
+			uint64_t	 last_ms;
 
 			log_info("%s/%s: QMP address now %s: reconnecting",
 			    cv->host, cv->name, cv->qmp);
 			cmd_abandon(f->cmd, v);
 			(void)vm_save(v);
+			last_ms = v->tk_last_ms;
 			unlink_peers(v);
 			vm_destroy(v);
 			changed++;
@@ -521,6 +523,9 @@ fleet_apply(struct fleet *f, const struct config_vm *const *want, size_t n,
 				rc = -1;
 				continue;
 			}
+			/* Same VM, new address: takeover's min_interval_s
+			 * still counts from its last heartbeat. */
+			nv->tk_last_ms = last_ms;
 			keep[nkeep++] = nv;
 			continue;
 		}

@@ -27,6 +27,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -1097,9 +1098,55 @@ def test_ctl_key_option(ctx):
     check_eq(sim.count("vm1")["heartbeats"], 1, "heartbeats of vm1")
 
 
+def test_interval_across_address_change(ctx):
+    """min_interval_s counts from the VM's last heartbeat also when a
+    reload moved the VM to another QMP address (the VM is set up anew):
+    the next request within the interval is rate_limited."""
+    broker = ctx.mosquitto()
+    sim = ctx.sim(2, args=("--mode", "secondary"))
+    sub = ctx.subscriber(broker.port)
+    keyfile, key = write_key(ctx)
+    a = dict(sim.vms())
+    tk = {"enabled": True, "key_file": keyfile, "min_interval_s": 600}
+    d = takeover_daemon(ctx, with_dead_peer(ctx, [("vm1", a["vm1"])]),
+                        broker.port, tk)
+    sim.wait_ready(1, 20)
+    h.wait_online(sub, ["vm1"], 20)
+    wait_subscribed(broker, d)
+    ops = Client(ctx, broker.port)
+
+    def ask(what):
+        r = request(key, "vm1", expect="secondary")
+        mark = sub.mark(result_topic("vm1"))
+        ops.publish(cmd_topic("vm1"), enc(r))
+        m = sub.wait_for(lambda m: m.json().get("id") == r["id"], 15,
+                         topic=result_topic("vm1"), since=mark, what=what)
+        return m.json()
+    res = ask("the first takeover")
+    check_eq((res["status"], res["reason"]), ("ok", "ok"), "first takeover")
+    # vm1 moves to the other socket (a QEMU still in COLO there).
+    text = d.text.replace(a["vm1"], a["vm2"])
+    check(text != d.text, "the address is in the configuration")
+    with open(d.conf, "w") as f:
+        f.write(text)
+    mark = len(d.log_text().splitlines())
+    d.signal(signal.SIGHUP)
+    sim.wait_async(r"^client vm2 ready$", 15)
+    sub.wait_json(h.state_topic("vm1"), lambda s: s["mode"] == "secondary"
+                  and s["qmp"] == "connected", 15, "vm1 at its new address")
+    check(any("QMP address now" in ln for ln in
+              d.log_text().splitlines()[mark:]), "vm1 reconnected")
+    res = ask("the second takeover")
+    check_eq((res["status"], res["reason"]), ("rejected", "rate_limited"),
+             "a takeover within min_interval_s after the move")
+    check_eq(sim.count("vm2")["heartbeats"], 0, "heartbeats at the new "
+             "address")
+
+
 if __name__ == "__main__":
     h.main(test_refusals, test_missing_signature, test_retained_request,
            test_success_duplicate_replay_interval, test_concurrent_requests,
            test_response_topic, test_restart_with_retained_request,
            test_acl_auth, test_ctl_errors, test_ctl_key_option,
+           test_interval_across_address_change,
            test_unauthenticated_flood, test_request_issued_before_start)
