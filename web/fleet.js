@@ -421,7 +421,9 @@
     node.dataset.tk = v.tk ? v.tk.status : '';
 
     var modeSub = '';
-    if (mode === 'none' && st.last_mode && st.last_mode !== 'none')
+    if (st.heartbeat_unconfirmed)   /* its peer's takeovers are refused */
+      modeSub = 'heartbeat sent, outcome unknown';
+    else if (mode === 'none' && st.last_mode && st.last_mode !== 'none')
       modeSub = 'was ' + st.last_mode;
     else if (st.colo_status === 'unsupported') modeSub = 'no query-colo-status';
     var modeHtml = '<span class="badge ' + (mode ? esc(mode) : '') + '">' +

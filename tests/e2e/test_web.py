@@ -521,5 +521,38 @@ def test_thousand_vms(ctx):
     b.check_no_page_errors()
 
 
+def test_heartbeat_unconfirmed(ctx):
+    """A heartbeat sent to vm1 whose outcome was never read (the
+    simulator takes the command and never answers): vm1's row says so (its
+    peer's takeovers are refused until a status read shows mode none)."""
+    build_once()
+    broker = web_broker(ctx)
+    sim = ctx.sim(2)
+    sim.cmd("state vm2 secondary none none")
+    vms = sim.vms()
+    cfg = [{"name": "vm1", "qmp": vms[0][1], "peer": "hv1/vm2"},
+           {"name": "vm2", "qmp": vms[1][1], "peer": "hv1/vm1"}]
+    d = h.Daemon(ctx, vms=cfg, port=broker.port,
+                 bridge={"command_timeout_ms": 1000})
+    d.text += 'takeover = { enabled = true; auth = "acl"; };\n'
+    with open(d.conf, "w") as f:
+        f.write(d.text)
+    d.start()
+    sim.wait_ready(2, 20)
+    b = open_page(ctx, broker)
+    b.wait(vm_ready("vm1", mode="primary", avail="available"), 15,
+           "vm1 shown")
+    wait_cmd_subscribed(broker, d)
+    sim.cmd("stall vm1 %s on" % HB)
+    b.click(sel("vm1") + " button.tk")
+    b.wait("document.getElementById('confirm').open", 5, "confirmation")
+    b.click("#cf-ok")
+    txt = b.wait(vm_ready("vm1", text="heartbeat sent, outcome unknown"),
+                 20, "vm1's row: heartbeat unconfirmed")
+    h.log("row vm1: %r" % txt)
+    b.check_no_page_errors()
+
+
 if __name__ == "__main__":
-    h.main(test_live_page, test_qemu_failover, test_thousand_vms)
+    h.main(test_live_page, test_qemu_failover, test_thousand_vms,
+           test_heartbeat_unconfirmed)
