@@ -38,7 +38,7 @@ endif
 
 LIB_SRC	 = log.c notify.c ratelim.c loop.c jstream.c colo.c topic.c backoff.c config.c secret.c qmp.c \
 	   takeover.c tkresult.c tkcache.c tkstore.c failover.c spool.c vmstate.c \
-	   rec.c fifo.c mqtt.c mqttcb.c mqttcode.c peer.c vm.c command.c stats.c fleet.c discover.c bridge.c hass.c
+	   rec.c fifo.c mqtt.c mqttconn.c mqttcb.c mqttcode.c peer.c vm.c command.c stats.c fleet.c discover.c bridge.c hass.c
 LIB_OBJ	 = $(LIB_SRC:%.c=$(B)/src/%.o)
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)

@@ -167,6 +167,23 @@ void	cb_disc_ok5(void *ctx, MQTTAsync_successData5 *r);
 void	cb_disc_fail(void *ctx, MQTTAsync_failureData *r);
 void	cb_disc_fail5(void *ctx, MQTTAsync_failureData5 *r);
 
+/* mqtt.c: the publishing side. */
+void	mq_pump(struct mqtt *);		/* hands waiting messages to Paho */
+void	mq_flow_check(struct mqtt *);	/* tells the owner full/not full */
+
+/* mqttconn.c: the connection. */
+int	mq_client_renew(struct mqtt *);	/* a fresh Paho client: 0 or -1 */
+void	mq_reconnect_timer(struct loop *, struct loop_timer *, void *);
+void	mq_start_connect(struct mqtt *);
+void	mq_subscribe_one(struct mqtt *, struct sub *);
+void	mq_on_suback(struct mqtt *, int token, int ok);
+void	mq_on_connected(struct mqtt *, int server_keepalive, int recvmax,
+	    const char *uri);
+const char *mq_tls_cause(struct mqtt *, int code, const char *text);
+void	mq_log_connect_failure(struct mqtt *, int code, const char *text);
+/* A lost (or failed) connection: FIFO rewound, a fresh client, retry. */
+void	mq_on_lost(struct mqtt *, const char *why, int attempt);
+
 /* mqttcode.c: an MQTT 5 reason code's name ("not authorized"), or NULL. */
 const char	*mqtt_reason_str(int code);
 
