@@ -258,13 +258,14 @@ def test_pair_leaves_at_once(ctx):
                       10, "%s gone" % vm)
     d.check_alive()
     # vm3 moves to vm1's socket while vm4 leaves.
+    i = sim.mark()
     line = reload(d, config_text(d, broker.port, [
         {"name": "vm3", "qmp": a["vm1"], "peer": "%s/vm4" % h.HOST},
         vms[4]]), "vm3 moves, vm4 leaves")
     check("applied" in line, "reload not applied: %s" % line)
     sub.wait_json(h.state_topic("vm4"), lambda s: s.get("gone") is True,
                   10, "vm4 gone")
-    sim.wait_async(r"^client vm1 ready$", 10)
+    sim.wait_async(r"^client vm1 ready$", 10, since=i)
     d.check_alive()
     sub.wait_payload(h.avail_topic("vm5"), "online", 10)
 
