@@ -265,6 +265,10 @@ def test_unconfirmed_heartbeat(ctx):
     sub.wait_json(h.state_topic("vm1"), lambda s: s.get(
         "heartbeat_unconfirmed") is True and s["bridge"] == d2.bridge_id,
         10, "vm1 still unconfirmed after the restart")
+    sub.wait_json(h.state_topic("vm2"), lambda s: s["bridge"] ==
+                  d2.bridge_id and s["qmp"] == "connected" and
+                  s["mode"] == "secondary", 10, "vm2 connected to the "
+                  "restarted bridge")
     refused_for_vm2("the secondary after a restart")
 
     # The QEMU back, reading mode none: the outcome is known, cleared.
