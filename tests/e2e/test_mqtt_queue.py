@@ -310,6 +310,25 @@ class FakeBroker:
         self.s.close()
 
 
+def burst_through(ctx, fb, n, timeout, what):
+    """A bridge with one simulated VM against the fake broker fb: vm1 bursts
+    n COLO_EXIT, and the broker must accept every one within timeout.
+    Returns the daemon."""
+    etopic = h.event_topic("vm1")
+    sim = ctx.sim(1)
+    d = h.Daemon(ctx, vms=sim.vms(), port=fb.port).start()
+    sim.wait_ready(1, timeout=20)
+    fb.wait(lambda p: any(t.endswith("/availability") for t, *_ in p),
+            10, "the bridge's first publishes")
+    check_eq(sim.cmd("burst vm1 %d" % n, timeout=10), "ok burst", "burst")
+
+    def accepted(pubs):
+        return {h.sim_k(json.loads(pl)) for t, pl, rc, _ in pubs
+                if t == etopic and rc == 0}
+    fb.wait(lambda p: len(accepted(p)) == n, timeout, what)
+    return d
+
+
 def test_refused_transient(ctx):
     N = 30
     REFUSE = {5, 12, 20}                # k of vm1's events refused once
@@ -326,18 +345,7 @@ def test_refused_transient(ctx):
         return 0
     fb = FakeBroker(refuse)
     try:
-        sim = ctx.sim(1)
-        d = h.Daemon(ctx, vms=sim.vms(), port=fb.port).start()
-        sim.wait_ready(1, timeout=20)
-        fb.wait(lambda p: any(t.endswith("/availability") for t, *_ in p),
-                10, "the bridge's first publishes")
-        check_eq(sim.cmd("burst vm1 %d" % N, timeout=10), "ok burst",
-                 "burst")
-
-        def accepted(pubs):
-            return {h.sim_k(json.loads(pl)) for t, pl, rc, _ in pubs
-                    if t == etopic and rc == 0}
-        fb.wait(lambda p: len(accepted(p)) == N, 30, "every event accepted")
+        d = burst_through(ctx, fb, N, 30, "every event accepted")
         with fb.cond:
             pubs = list(fb.pubs)
         ev = [(h.sim_k(json.loads(pl)), rc, tm) for t, pl, rc, tm in pubs
@@ -382,19 +390,8 @@ def test_refused_again_after_the_backoff(ctx):
         return 0
     fb = FakeBroker(refuse)
     try:
-        sim = ctx.sim(1)
-        d = h.Daemon(ctx, vms=sim.vms(), port=fb.port).start()
-        sim.wait_ready(1, timeout=20)
-        fb.wait(lambda p: any(t.endswith("/availability") for t, *_ in p),
-                10, "the bridge's first publishes")
-        check_eq(sim.cmd("burst vm1 %d" % N, timeout=10), "ok burst",
-                 "burst")
-
-        def accepted(pubs):
-            return {h.sim_k(json.loads(pl)) for t, pl, rc, _ in pubs
-                    if t == etopic and rc == 0}
-        fb.wait(lambda p: len(accepted(p)) == N, 10, "every event accepted "
-                "after two refusals for now")
+        d = burst_through(ctx, fb, N, 10, "every event accepted after two "
+                          "refusals for now")
         check_eq(sorted(refused), [1, 2], "events refused once")
         check(not re.search(r"\); dropped|dropped the oldest",
                             d.log_text()), "nothing dropped")
